@@ -1,0 +1,37 @@
+"""The Dagster code location: every asset, check and resource of the platform.
+
+``dagster dev`` (workspace.yaml) and ``quota-platform refresh`` both load ``build_definitions``;
+the module-level ``defs`` is built from the environment (README "Configuration")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import dagster as dg
+
+from quota_platform.defs.attainment import attainment_assets
+from quota_platform.defs.bookings import booking_assets
+from quota_platform.defs.partitions import daily_partitions, monthly_partitions
+from quota_platform.defs.quotas import quota_assets
+from quota_platform.defs.resources import build_resources
+from quota_platform.defs.sources import raw_assets
+from quota_platform.settings import Settings
+
+
+def build_assets(settings: Settings) -> dict[str, list[dg.AssetsDefinition]]:
+    """The assets by cadence: ``raw`` (unpartitioned), ``monthly`` and ``daily``, in run order."""
+    daily = daily_partitions(settings.start_date)
+    monthly = monthly_partitions(settings.start_date)
+    return {
+        "raw": list(raw_assets),
+        "monthly": quota_assets(monthly),
+        "daily": booking_assets(daily) + attainment_assets(daily),
+    }
+
+
+def build_definitions(settings: Settings, environ: Mapping[str, str] | None = None) -> dg.Definitions:
+    assets = [a for group in build_assets(settings).values() for a in group]
+    return dg.Definitions(assets=assets, resources=build_resources(settings, environ))
+
+
+defs = build_definitions(Settings.from_env())

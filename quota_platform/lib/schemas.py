@@ -1,0 +1,143 @@
+"""pandera.polars schemas for every asset output. The blocking asset checks validate each frame
+against its schema; a failure stops the assets downstream and shows the failure cases in the UI."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+
+from quota_platform.lib import quarantine
+from quota_platform.lib.attainment import ATTAINMENT_SCHEMA, COMPANY, MANAGER, REP
+from quota_platform.lib.calendar import PERIOD_TYPES
+from quota_platform.lib.contract import OBJECTS
+from quota_platform.lib.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
+from quota_platform.lib.quota_types import QUOTA_TYPE_BY_DEVELOPER_NAME
+from quota_platform.lib.quotas import SNAPSHOT_SCHEMA
+
+QUOTA_TYPES = list(QUOTA_TYPE_BY_DEVELOPER_NAME.values())
+PACE_STATUSES = ["ahead", "on_pace", "behind", "no_quota"]
+
+
+def raw_object_schema(object_name: str) -> pa.DataFrameSchema:
+    """The typed frame a source produces for one object: contract columns and types; required Ids
+    present; the object's Id unique."""
+    spec = OBJECTS[object_name]
+    columns = {
+        f.name: pa.Column(
+            spec.dtype_schema()[f.name],
+            nullable=not (f.name == spec.id_field),
+            unique=f.name == spec.id_field,
+        )
+        for f in spec.fields
+    }
+    return pa.DataFrameSchema(columns, strict=True, name=f"raw {object_name}")
+
+
+def _cols(schema: dict[str, pl.DataType], overrides: dict[str, pa.Column]) -> dict[str, pa.Column]:
+    return {name: overrides.get(name, pa.Column(dtype, nullable=True)) for name, dtype in schema.items()}
+
+
+def _required(dtype: pl.DataType, *checks: pa.Check) -> pa.Column:
+    return pa.Column(dtype, checks=list(checks), nullable=False)
+
+
+NON_NEGATIVE = pa.Check.ge(0)
+
+QUOTA_SNAPSHOTS = pa.DataFrameSchema(
+    _cols(
+        SNAPSHOT_SCHEMA,
+        {
+            "snapshot_month": _required(pl.Date()),
+            "rep_id": _required(pl.String()),
+            "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
+            "period_start": _required(pl.Date()),
+            "period_end": _required(pl.Date()),
+            "quota_type": _required(pl.String(), pa.Check.isin(QUOTA_TYPES)),
+            "quota_id": _required(pl.String()),
+            "conversion_rate": _required(pl.Float64(), pa.Check.gt(0)),
+            "full_quota": _required(pl.Float64(), NON_NEGATIVE),
+            "ramp_factor": _required(pl.Float64(), pa.Check.in_range(0, 1)),
+            "effective_quota": _required(pl.Float64(), NON_NEGATIVE),
+        },
+    ),
+    strict=True,
+    unique=["snapshot_month", "rep_id", "period_type", "period_start", "quota_type", "product_family"],
+    name="quota_snapshots",
+)
+
+ORG_HIERARCHY = pa.DataFrameSchema(
+    {
+        "snapshot_month": _required(pl.Date()),
+        "user_id": _required(pl.String()),
+        "user_name": pa.Column(pl.String(), nullable=True),
+        "manager_id": pa.Column(pl.String(), nullable=True),
+        "is_active": pa.Column(pl.Boolean(), nullable=True),
+        "ancestor_id": _required(pl.String()),
+        "ancestor_name": pa.Column(pl.String(), nullable=True),
+        "distance": _required(pl.Int32(), NON_NEGATIVE),
+    },
+    strict=True,
+    unique=["snapshot_month", "user_id", "ancestor_id"],
+    name="org_hierarchy",
+)
+
+CREDITED_BOOKINGS = pa.DataFrameSchema(
+    _cols(
+        CREDIT_SCHEMA,
+        {
+            "as_of_date": _required(pl.Date()),
+            "opportunity_id": _required(pl.String()),
+            "rep_id": _required(pl.String()),
+            "quota_type": _required(pl.String(), pa.Check.isin(QUOTA_TYPES)),
+            "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
+            "period_start": _required(pl.Date()),
+            "credit_type": _required(pl.String(), pa.Check.isin([REVENUE, OVERLAY])),
+            "split_percentage": _required(pl.Float64(), pa.Check.in_range(0, 100)),
+            "close_date": _required(pl.Date()),
+            "conversion_rate": _required(pl.Float64(), pa.Check.gt(0)),
+            "amount_local": _required(pl.Float64()),
+            "amount_usd": _required(pl.Float64()),
+            "credit_usd": _required(pl.Float64()),
+        },
+    ),
+    strict=True,
+    unique=[
+        "as_of_date", "opportunity_id", "rep_id", "quota_type", "period_type", "period_start",
+        "product_family", "credit_type",
+    ],
+    name="credited_bookings",
+)
+
+ATTAINMENT = pa.DataFrameSchema(
+    _cols(
+        ATTAINMENT_SCHEMA,
+        {
+            "as_of_date": _required(pl.Date()),
+            "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
+            "entity_id": _required(pl.String()),
+            "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
+            "period_start": _required(pl.Date()),
+            "period_end": _required(pl.Date()),
+            "quota_type": _required(pl.String(), pa.Check.isin(QUOTA_TYPES)),
+            "quota": _required(pl.Float64(), NON_NEGATIVE),
+            "closed_won": _required(pl.Float64()),
+            "time_elapsed_pct": _required(pl.Float64(), pa.Check.in_range(0, 100)),
+            "pace_status": _required(pl.String(), pa.Check.isin(PACE_STATUSES)),
+            "rep_count": _required(pl.Int64(), pa.Check.ge(1)),
+        },
+    ),
+    strict=True,
+    unique=["as_of_date", "level", "entity_id", "period_type", "period_start", "quota_type", "product_family"],
+    name="attainment",
+)
+
+
+def quarantine_schema(partition_column: str) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            partition_column: _required(pl.Date()),
+            **{c: _required(pl.String()) for c in quarantine.COLUMNS},
+        },
+        strict=True,
+        name="quarantine",
+    )
