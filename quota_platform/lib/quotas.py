@@ -66,21 +66,21 @@ def resolve_periods(
     # Alignment and end date checked row by row with the calendar's scalar rules: a few thousand
     # rows at most, and the rule reads exactly as the calendar states it.
     rows = q.select("period_type", "period_start").unique().drop_nulls()
-    ends = {
-        (r["period_type"], r["period_start"]): (
-            calendar.period_end(r["period_type"], r["period_start"])
-            if calendar.is_period_start(r["period_type"], r["period_start"])
-            else None
-        )
-        for r in rows.iter_rows(named=True)
-    }
-    q = q.with_columns(
-        pl.struct("period_type", "period_start")
-        .map_elements(
-            lambda s: ends.get((s["period_type"], s["period_start"])), return_dtype=pl.Date
-        )
-        .alias("period_end")
+    ends = pl.DataFrame(
+        [
+            (
+                r["period_type"],
+                r["period_start"],
+                calendar.period_end(r["period_type"], r["period_start"])
+                if calendar.is_period_start(r["period_type"], r["period_start"])
+                else None,
+            )
+            for r in rows.iter_rows(named=True)
+        ],
+        schema={"period_type": pl.String, "period_start": pl.Date, "period_end": pl.Date},
+        orient="row",
     )
+    q = q.join(ends, on=["period_type", "period_start"], how="left")
     bad_type = q.filter(pl.col("period_type").is_null())
     misaligned = q.filter(
         pl.col("period_type").is_not_null()
@@ -310,19 +310,19 @@ def build_quota_snapshots(
         on="QuotaOwnerId",
         how="left",
     )
-    factors = {
-        key: cal.ramp_factor(key[0], key[1], key[2], rules.ramp)
-        for key in q.select("period_type", "period_start", "hire_date").unique().iter_rows()
-    }
-    q = q.with_columns(
+    keys = ["period_type", "period_start", "hire_date"]
+    factors = pl.DataFrame(
+        [
+            (*key, cal.ramp_factor(key[0], key[1], key[2], rules.ramp))
+            for key in q.select(keys).unique().iter_rows()
+        ],
+        schema={"period_type": pl.String, "period_start": pl.Date, "hire_date": pl.Date, "_ramp": pl.Float64},
+        orient="row",
+    )
+    q = q.join(factors, on=keys, how="left", nulls_equal=True).with_columns(
         pl.when(pl.col("Ramp_Adjusted__c").fill_null(False))
         .then(pl.lit(1.0))
-        .otherwise(
-            pl.struct("period_type", "period_start", "hire_date").map_elements(
-                lambda s: factors[(s["period_type"], s["period_start"], s["hire_date"])],
-                return_dtype=pl.Float64,
-            )
-        )
+        .otherwise(pl.col("_ramp"))
         .alias("ramp_factor")
     )
 

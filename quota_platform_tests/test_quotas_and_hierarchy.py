@@ -1,0 +1,126 @@
+"""Quota snapshot rules (currency at period start, day-weighted mid-period changes, ramp) and the
+hierarchy closure, on hand-computed values."""
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from quota_platform.lib.contract import ContractError, conform, empty_frame
+from quota_platform.lib.hierarchy import closure
+from quota_platform.lib.quotas import build_quota_snapshots
+from quota_platform.settings import Rules
+
+
+def frame(obj, rows):
+    return conform(obj, pl.DataFrame(rows, schema={k: pl.String for k in rows[0]}))
+
+
+USERS = frame(
+    "User",
+    [
+        {"Id": "VP", "Name": "Vee", "ManagerId": None, "Hire_Date__c": None},
+        {"Id": "M1", "Name": "Em", "ManagerId": "VP", "Hire_Date__c": None},
+        {"Id": "R1", "Name": "Ar", "ManagerId": "M1", "Hire_Date__c": "2019-05-01"},
+        {"Id": "R2", "Name": "Bo", "ManagerId": "M1", "Hire_Date__c": "2025-02-10"},
+    ],
+)
+TYPES = frame("ForecastingType", [{"Id": "T1", "DeveloperName": "NewBusiness"}, {"Id": "T9", "DeveloperName": "OpportunityQuantity"}])
+RATES = frame(
+    "DatedConversionRate",
+    [
+        {"IsoCode": "EUR", "ConversionRate": "0.9", "StartDate": "2024-12-01", "NextStartDate": "2025-01-01"},
+        {"IsoCode": "EUR", "ConversionRate": "0.8", "StartDate": "2025-01-01", "NextStartDate": "2025-04-01"},
+    ],
+)
+
+
+def snapshot(quotas, history=None, month=date(2025, 2, 1)):
+    return build_quota_snapshots(
+        [month],
+        users=USERS,
+        forecasting_types=TYPES,
+        quotas=frame("ForecastingQuota", quotas),
+        periods=empty_frame("Period"),
+        quota_history=history if history is not None else empty_frame("ForecastingQuotaHistory"),
+        rates=RATES,
+        rules=Rules(),
+    )
+
+
+def q(id, owner, amount, currency="USD", start="2025-01-01", type_="T1", ramp_adjusted="false"):
+    return {
+        "Id": id, "QuotaOwnerId": owner, "ForecastingTypeId": type_, "StartDate": start,
+        "QuotaAmount": amount, "CurrencyIsoCode": currency, "Ramp_Adjusted__c": ramp_adjusted,
+    }
+
+
+def test_currency_converts_at_period_start_and_ramp_applies():
+    snap, bad = snapshot([q("Q1", "R1", "80000", "EUR"), q("Q2", "R2", "90000"), q("Q3", "R2", "60000", start="2025-04-01", ramp_adjusted="true")])
+    assert bad.is_empty()
+    r1 = snap.filter(pl.col("quota_id") == "Q1").row(0, named=True)
+    # 80,000 EUR / 0.8 (the Jan 1 rate, in force on the period start) = 100,000 USD
+    assert r1["full_quota"] == pytest.approx(100_000.0)
+    assert r1["effective_quota"] == pytest.approx(100_000.0)
+    r2 = snap.filter(pl.col("quota_id") == "Q2").row(0, named=True)
+    # hired Feb 10: Jan 0, Feb 0.25, Mar 0.5 -> 0.25; 90,000 x 0.25 = 22,500
+    assert r2["ramp_factor"] == pytest.approx(0.25)
+    assert r2["effective_quota"] == pytest.approx(22_500.0)
+    # Q3 is for Q2 2025, which does not overlap the February snapshot
+    assert "Q3" not in snap["quota_id"].to_list()
+
+
+def test_mid_period_change_is_day_weighted():
+    history = frame(
+        "ForecastingQuotaHistory",
+        [
+            {"QuotaOwnerId": "R1", "ForecastingTypeId": "T1", "StartDate": "2025-01-01", "QuotaAmount": "100000", "CurrencyIsoCode": "USD", "EffectiveDate": "2025-01-01"},
+            {"QuotaOwnerId": "R1", "ForecastingTypeId": "T1", "StartDate": "2025-01-01", "QuotaAmount": "130000", "CurrencyIsoCode": "USD", "EffectiveDate": "2025-02-15"},
+        ],
+    )
+    snap, _ = snapshot([q("Q1", "R1", "130000")], history)
+    # Jan 1..Feb 14 = 45 days at 100,000; Feb 15..Mar 31 = 45 days at 130,000: (45x100k + 45x130k) / 90
+    assert snap.row(0, named=True)["full_quota"] == pytest.approx(115_000.0)
+
+
+def test_quota_problems_are_quarantined_with_id_and_field():
+    snap, bad = snapshot(
+        [
+            q("QX", "NOBODY", "1000"),
+            q("QT", "R1", "1000", type_="T9"),
+            q("QN", "R1", "-5"),
+            q("QJ", "R1", "1000", "JPY"),
+            q("QM", "R1", "1000", start="2025-02-01"),
+        ]
+    )
+    assert snap.is_empty()
+    got = {(r["record_id"], r["field"]) for r in bad.iter_rows(named=True)}
+    assert got == {
+        ("QX", "QuotaOwnerId"),
+        ("QT", "ForecastingTypeId"),
+        ("QN", "QuotaAmount"),
+        ("QJ", "CurrencyIsoCode"),
+        ("QM", "PeriodId"),  # Feb 1 does not start a fiscal quarter
+    }
+    assert all(bad["problem"].str.len_chars() > 10)
+
+
+def test_closure_lists_every_ancestor():
+    tree = closure(USERS)
+    r1 = tree.filter(pl.col("user_id") == "R1").sort("distance")
+    assert r1.select("ancestor_id", "distance").rows() == [("R1", 0), ("M1", 1), ("VP", 2)]
+
+
+def test_manager_cycle_stops_with_the_users_named():
+    users = frame(
+        "User",
+        [{"Id": "A", "Name": "a", "ManagerId": "B"}, {"Id": "B", "Name": "b", "ManagerId": "A"}, {"Id": "C", "Name": "c", "ManagerId": None}],
+    )
+    with pytest.raises(ContractError, match=r"User.ManagerId: the manager chain loops: Id=A -> Id=B -> Id=A"):
+        closure(users)
+
+
+def test_unknown_manager_stops():
+    users = frame("User", [{"Id": "A", "Name": "a", "ManagerId": "ZZ"}])
+    with pytest.raises(ContractError, match="Id=A ManagerId=ZZ"):
+        closure(users)
