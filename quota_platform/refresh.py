@@ -58,7 +58,15 @@ def _failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
         if event.is_step_failure:
             data = event.step_failure_data
             user = getattr(data, "user_failure_data", None)
-            text = user.description if user and user.description else (data.error.message.strip() if data.error else "failed")
+            if user and user.description:
+                text = user.description
+            else:
+                # The innermost cause is the one that names the record (a Failure raised while
+                # loading an input arrives wrapped in Dagster's load-input error).
+                error, text = data.error, "failed"
+                while error is not None:
+                    text = error.message.strip()
+                    error = error.cause
             messages.append(f"{event.step_key}: {text}")
     return messages
 

@@ -4,8 +4,8 @@
 import dagster as dg
 import polars as pl
 
-from quota_platform.defs.checks import frame_check, require_materialized, schema_check
-from quota_platform.defs.partitions import DAILY_PARTITION_COLUMN, month_key, partition_key, run_dates
+from quota_platform.defs.checks import frame_check, schema_check
+from quota_platform.defs.partitions import DAILY_PARTITION_COLUMN, run_dates
 from quota_platform.defs.resources import RulesResource
 from quota_platform.lib import schemas
 from quota_platform.lib.attainment import build_attainment, rollup_mismatches, unmatched_credits
@@ -52,9 +52,6 @@ def attainment_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
         credit; overlay never counts), attainment_pct (null when the quota is 0),
         time_elapsed_pct, and pace against a straight line through the period."""
         dates = run_dates(context)
-        require_materialized(context, "quota_snapshots", {month_key(d) for d in dates})
-        require_materialized(context, "org_hierarchy", {month_key(d) for d in dates})
-        require_materialized(context, "credited_bookings", {partition_key(d) for d in dates})
         frame = build_attainment(
             dates,
             snapshots=quota_snapshots,

@@ -1,9 +1,6 @@
-"""Turning validation into asset check results, and guarding against an upstream partition that
-was never materialized (the DuckDB I/O manager loads it as an empty frame, silently)."""
+"""Turning validation into asset check results."""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import dagster as dg
 import pandera.polars as pa
@@ -63,21 +60,3 @@ def _markdown(frame: pl.DataFrame) -> str:
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.iter_rows()]
     return "\n".join([header, rule, *body])
-
-
-def require_materialized(
-    context: dg.AssetExecutionContext, asset_key: str, partition_keys: Iterable[str]
-) -> None:
-    """Stop with a clear message when an upstream partition this run reads was never materialized:
-    the I/O manager would hand over an empty frame and every total would be silently zero."""
-    wanted = set(partition_keys)
-    have = context.instance.get_materialized_partitions(dg.AssetKey(asset_key))
-    missing = sorted(wanted - have)
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise dg.Failure(
-            description=(
-                f"{asset_key} has no materialization for partition(s) {shown}; materialize them "
-                f"first (or run `quota-platform refresh --as-of DATE`, which does it in order)"
-            )
-        )

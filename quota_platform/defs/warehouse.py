@@ -3,7 +3,7 @@
 Dagster's DuckDB polars handler skips writing an empty frame, so an org without an optional object
 (or a day with no won deal) would leave no table behind and the next read would fail; here an
 empty frame writes an empty table with its columns. Datetimes read back in UTC whatever DuckDB's
-session time zone is."""
+session time zone is. A partitioned input that was never materialized stops the run."""
 
 from collections.abc import Sequence
 
@@ -12,6 +12,24 @@ import polars as pl
 from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
+
+
+class UpstreamNotMaterialized(dg.Failure):
+    """A partition an asset reads was never materialized."""
+
+
+def require_materialized(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys) -> None:
+    """Stop with a clear message when an upstream partition was never materialized: the DuckDB
+    handler would hand over an empty frame and every total downstream would be silently zero."""
+    missing = sorted(set(partition_keys) - instance.get_materialized_partitions(asset_key))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise UpstreamNotMaterialized(
+            description=(
+                f"{asset_key.to_user_string()} has no materialization for partition(s) {shown}; "
+                "materialize it first (or run `quota-platform refresh --as-of DATE`, which does it in order)"
+            )
+        )
 
 
 class PolarsTableHandler(DuckDBPolarsTypeHandler):
@@ -26,6 +44,8 @@ class PolarsTableHandler(DuckDBPolarsTypeHandler):
         context.add_output_metadata({"row_count": 0})
 
     def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection) -> pl.DataFrame:
+        if context.has_asset_partitions:
+            require_materialized(context.instance, context.asset_key, context.asset_partition_keys)
         frame = super().load_input(context, table_slice, connection)
         utc = [
             pl.col(name).dt.convert_time_zone("UTC")
