@@ -254,7 +254,13 @@ def credit_bookings(
         ),
         on="opportunity_id",
     )
-    credited = pl.concat([owners, split_credit])
+    # Two split rows of one kind for the same owner are one credit: an opportunity is never
+    # credited twice to one owner (CONTRACT.md, "Roll-ups").
+    credited = (
+        pl.concat([owners, split_credit])
+        .group_by("as_of_date", "opportunity_id", "rep_id", "credit_type", maintain_order=True)
+        .agg(pl.col("split_percentage").sum(), pl.col("_field").first())
+    )
 
     unknown_rep = credited.filter(~pl.col("rep_id").is_in(users["Id"].to_list()))
     set_aside(
