@@ -95,3 +95,23 @@ def test_stage_flags_fall_back_to_current_opportunities():
     flags = stage_flags(STAGES.clear(), opps)
     assert flags.filter(pl.col("StageName") == "Signed").row(0, named=True)["is_won"] is True
     assert datetime(2025, 1, 1, tzinfo=timezone.utc) == opps["CreatedDate"][0]
+
+
+def test_pushes_and_stage_entry_are_counted_up_to_the_as_of_date():
+    history = _history(
+        [
+            ("A", "2025-01-02T09:00:00Z", "Prospecting", "1000", "2025-03-31"),
+            ("A", "2025-01-20T09:00:00Z", "Negotiation", "1000", "2025-03-31"),
+            ("A", "2025-02-03T09:00:00Z", "Negotiation", "1000", "2025-04-30"),  # push 1
+            ("A", "2025-02-10T09:00:00Z", "Negotiation", "1000", "2025-04-15"),  # pulled in: not a push
+            ("A", "2025-03-01T09:00:00Z", "Negotiation", "1000", "2025-05-31"),  # push 2
+        ]
+    )
+    opps = OPPS.filter(pl.col("Id") == "A")
+    states = states_as_of(opps, history, stage_flags(STAGES, opps), [date(2025, 1, 19), date(2025, 2, 5), date(2025, 3, 2)])
+    got = {r["as_of_date"]: (r["pushes"], r["stage_entered"]) for r in states.iter_rows(named=True)}
+    assert got == {
+        date(2025, 1, 19): (0, date(2025, 1, 2)),
+        date(2025, 2, 5): (1, date(2025, 1, 20)),
+        date(2025, 3, 2): (2, date(2025, 1, 20)),
+    }

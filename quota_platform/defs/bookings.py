@@ -9,7 +9,14 @@ from quota_platform.defs.partitions import DAILY_PARTITION_COLUMN, run_dates
 from quota_platform.defs.resources import RulesResource
 from quota_platform.lib import schemas
 from quota_platform.lib.contract import ContractError
-from quota_platform.lib.crediting import REVENUE, credit_bookings, split_total_mismatches, stage_flags, states_as_of
+from quota_platform.lib.crediting import (
+    REVENUE,
+    CreditInputs,
+    credit_bookings,
+    split_total_mismatches,
+    stage_flags,
+    states_as_of,
+)
 from quota_platform.lib.currency import validate_rates
 from quota_platform.lib.quota_types import org_quota_types
 
@@ -90,15 +97,17 @@ def booking_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         )
         credits, bad = credit_bookings(
             won,
-            users=raw_user,
-            splits=raw_opportunity_split,
-            split_types=raw_opportunity_split_type,
-            line_items=raw_opportunity_line_item,
-            products=raw_product2,
-            quota_types=org_quota_types(raw_forecasting_type),
-            quota_families=raw_forecasting_quota["ProductFamily"].drop_nulls().unique().sort().to_list(),
-            rates=raw_dated_conversion_rate,
-            rules=rules.rules(),
+            CreditInputs(
+                users=raw_user,
+                splits=raw_opportunity_split,
+                split_types=raw_opportunity_split_type,
+                line_items=raw_opportunity_line_item,
+                products=raw_product2,
+                quota_types=org_quota_types(raw_forecasting_type),
+                quota_families=raw_forecasting_quota["ProductFamily"].drop_nulls().unique().sort().to_list(),
+                rates=raw_dated_conversion_rate,
+                rules=rules.rules(),
+            ),
         )
         distinct_bad = bad.select("object", "record_id").unique().height
         if distinct_bad:

@@ -13,6 +13,7 @@ Two steps, each a plain function:
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import polars as pl
@@ -106,12 +107,32 @@ def states_as_of(
         .with_columns(pl.col("CreatedDate").dt.date().alias("_from"))
         .sort("OpportunityId", "CreatedDate", "_order")
         .unique(subset=["OpportunityId", "_from"], keep="last", maintain_order=True)
-        .with_columns(pl.col("_from").shift(-1).over("OpportunityId").alias("_next"))
+        .with_columns(
+            pl.col("_from").shift(-1).over("OpportunityId").alias("_next"),
+            # a push: the close date moved later than the previous day's state had it
+            (pl.col("CloseDate") > pl.col("CloseDate").shift(1).over("OpportunityId"))
+            .fill_null(False)
+            .cast(pl.Int32)
+            .cum_sum()
+            .over("OpportunityId")
+            .alias("pushes"),
+        )
+        .with_columns(
+            # the day the current stage was entered: the first day of this run of one stage
+            pl.when(pl.col("StageName") == pl.col("StageName").shift(1).over("OpportunityId"))
+            .then(None)
+            .otherwise(pl.col("_from"))
+            .forward_fill()
+            .over("OpportunityId")
+            .alias("stage_entered")
+        )
         .select(
             pl.col("OpportunityId").alias("Id"),
             "StageName",
             "Amount",
             "CloseDate",
+            "pushes",
+            "stage_entered",
             "_from",
             pl.col("_next").dt.offset_by("-1d").alias("_to"),
             pl.lit(True).alias("from_history"),
@@ -123,6 +144,8 @@ def states_as_of(
         "StageName",
         "Amount",
         "CloseDate",
+        pl.lit(0, pl.Int32).alias("pushes"),
+        pl.col("CreatedDate").dt.date().alias("stage_entered"),
         pl.col("CreatedDate").dt.date().alias("_from"),
         pl.lit(None, pl.Date).alias("_to"),
         pl.lit(False).alias("from_history"),
@@ -146,28 +169,36 @@ def states_as_of(
     return states.join(static, on="Id", how="left").sort("as_of_date", "Id")
 
 
-def credit_bookings(
-    won: pl.DataFrame,
-    *,
-    users: pl.DataFrame,
-    splits: pl.DataFrame,
-    split_types: pl.DataFrame,
-    line_items: pl.DataFrame,
-    products: pl.DataFrame,
-    quota_types: list[str],
-    quota_families: list[str],
-    rates: pl.DataFrame,
-    rules: Rules,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Credit rows and quarantine rows (both with ``as_of_date``) for won opportunity states from
-    :func:`states_as_of`.
+@dataclasses.dataclass(frozen=True)
+class CreditInputs:
+    """The objects crediting reads beside the opportunity states; one value serves won deals
+    (credited_bookings) and open ones (open_pipeline) alike."""
 
-    ``quota_types`` are the org's quota types (``org_quota_types``); ``quota_families`` the product
-    families some quota names, which get family rows beside the whole-deal row.
+    users: pl.DataFrame
+    splits: pl.DataFrame
+    split_types: pl.DataFrame
+    line_items: pl.DataFrame
+    products: pl.DataFrame
+    quota_types: list[str]  # the org's quota types (quota_types.org_quota_types)
+    quota_families: list[str]  # product families some quota names: they get family rows
+    rates: pl.DataFrame
+    rules: Rules
+
+
+def attribute_credit(
+    states: pl.DataFrame, inputs: CreditInputs, *, rate_date: str, won: bool
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Who is credited how much of each opportunity state, per quota type and product family.
+
+    For won states (``won=True``) an empty or negative amount is quarantined; for open ones an
+    empty amount counts as 0 (open deals often have none yet) and a negative one is quarantined.
+    Amounts convert at the rate in force on ``rate_date`` (a column of ``states``). Returns credit
+    rows (without periods) and quarantine rows, both keyed by ``as_of_date``.
     """
+    rules = inputs.rules
     corp = rules.corporate_currency
     problems: list[pl.DataFrame] = []
-    w = won.rename({"Id": "opportunity_id"}).with_columns(
+    w = states.rename({"Id": "opportunity_id"}).with_columns(
         pl.col("CurrencyIsoCode").fill_null(corp).str.to_uppercase()
     )
 
@@ -183,45 +214,50 @@ def credit_bookings(
                 )
             )
 
+    if not won:
+        w = w.with_columns(pl.col("Amount").fill_null(0.0))
     bad_amount = w.filter(pl.col("Amount").is_null() | (pl.col("Amount") < 0))
     set_aside(
         bad_amount,
         "Opportunity",
         "Amount",
         pl.format(
-            "closed-won deal has amount {} as of {}; it must be zero or more",
+            "{} deal has amount {} as of {}; it must be zero or more",
+            pl.lit("closed-won" if won else "open"),
             pl.col("Amount").cast(pl.String).fill_null("empty"),
             pl.col("as_of_date"),
         ),
     )
     w = w.filter(pl.col("Amount").is_not_null() & (pl.col("Amount") >= 0))
 
-    w = attach_rates(w, rates, date_col="CloseDate", currency_col="CurrencyIsoCode", corporate_currency=corp)
-    known = rates["IsoCode"].str.to_uppercase().unique().to_list() + [corp]
+    w = attach_rates(w, inputs.rates, date_col=rate_date, currency_col="CurrencyIsoCode", corporate_currency=corp)
+    known = inputs.rates["IsoCode"].str.to_uppercase().unique().to_list() + [corp]
     set_aside(
         w.filter(pl.col(RATE_COL).is_null()),
         "Opportunity",
         "CurrencyIsoCode",
-        missing_rate_problem("CurrencyIsoCode", "CloseDate", known),
+        missing_rate_problem("CurrencyIsoCode", rate_date, known),
     )
     w = w.filter(pl.col(RATE_COL).is_not_null())
 
     # --- who is credited ----------------------------------------------------------------------
-    split_rows = splits.join(
-        split_types.select(pl.col("Id").alias("SplitTypeId"), "IsTotalValidated"),
+    split_rows = inputs.splits.join(
+        inputs.split_types.select(pl.col("Id").alias("SplitTypeId"), "IsTotalValidated"),
         on="SplitTypeId",
         how="left",
-    )
-    opp_ids = w["opportunity_id"].unique().to_list()
-    split_rows = split_rows.filter(pl.col("OpportunityId").is_in(opp_ids))
+    ).filter(pl.col("OpportunityId").is_in(w["opportunity_id"].unique().to_list()))
     unknown_type = split_rows.filter(pl.col("IsTotalValidated").is_null())
     revenue_splits = split_rows.filter(pl.col("IsTotalValidated").fill_null(False))
-    split_totals = revenue_splits.group_by("OpportunityId").agg(
-        pl.col("SplitPercentage").sum().alias("_total")
+    bad_total = (
+        revenue_splits.group_by("OpportunityId")
+        .agg(pl.col("SplitPercentage").sum().alias("_total"))
+        .filter((pl.col("_total") - 100).abs() > SPLIT_TOLERANCE_PCT)
     )
-    bad_total = split_totals.filter((pl.col("_total") - 100).abs() > SPLIT_TOLERANCE_PCT)
     set_aside(
-        w.join(unknown_type.select(pl.col("OpportunityId").alias("opportunity_id"), "SplitTypeId").unique("opportunity_id"), on="opportunity_id"),
+        w.join(
+            unknown_type.select(pl.col("OpportunityId").alias("opportunity_id"), "SplitTypeId").unique("opportunity_id"),
+            on="opportunity_id",
+        ),
         "OpportunitySplit",
         "SplitTypeId",
         pl.format("split type {} is not an OpportunitySplitType", pl.col("SplitTypeId")),
@@ -262,7 +298,7 @@ def credit_bookings(
         .agg(pl.col("split_percentage").sum(), pl.col("_field").first())
     )
 
-    unknown_rep = credited.filter(~pl.col("rep_id").is_in(users["Id"].to_list()))
+    unknown_rep = credited.filter(~pl.col("rep_id").is_in(inputs.users["Id"].to_list()))
     set_aside(
         unknown_rep.join(w.select("as_of_date", "opportunity_id"), on=["as_of_date", "opportunity_id"]),
         "Opportunity",
@@ -273,22 +309,59 @@ def credit_bookings(
     credited = credited.join(bad_opps, on=["as_of_date", "opportunity_id"], how="anti").drop("_field")
     w = w.join(bad_opps, on=["as_of_date", "opportunity_id"], how="anti")
 
-    # --- which quota types, periods and families ----------------------------------------------
-    type_map = opportunity_type_map(quota_types)
+    # --- which quota types and families ---------------------------------------------------------
+    type_map = opportunity_type_map(inputs.quota_types)
     typed = w.join(type_map, on="Type", how="inner").select("as_of_date", "opportunity_id", "quota_type")
-    if EVERY_TYPE in quota_types:
+    if EVERY_TYPE in inputs.quota_types:
         typed = pl.concat(
             [typed, w.select("as_of_date", "opportunity_id", pl.lit(EVERY_TYPE).alias("quota_type"))]
         )
+    whole = w.select(
+        "as_of_date", "opportunity_id", pl.lit(None, pl.String).alias("product_family"), pl.col("Amount").alias("amount_local")
+    )
+    bases = [whole]
+    if inputs.quota_families and not inputs.line_items.is_empty():
+        family_totals = (
+            inputs.line_items.join(
+                inputs.products.select(pl.col("Id").alias("Product2Id"), "Family"), on="Product2Id", how="left"
+            )
+            .filter(pl.col("Family").is_in(inputs.quota_families))
+            .group_by("OpportunityId", "Family")
+            .agg(pl.col("TotalPrice").sum().alias("amount_local"))
+            .rename({"OpportunityId": "opportunity_id", "Family": "product_family"})
+        )
+        bases.append(w.select("as_of_date", "opportunity_id").join(family_totals, on="opportunity_id"))
+    base = pl.concat(bases, how="vertical_relaxed")
 
-    calendar = rules.calendar
+    keys = ["as_of_date", "opportunity_id"]
+    rows = (
+        credited.join(typed, on=keys)
+        .join(base, on=keys)
+        .join(w.drop("Amount"), on=keys)
+        .with_columns((pl.col("amount_local") / pl.col(RATE_COL)).alias("amount_usd"))
+        .with_columns((pl.col("amount_usd") * pl.col("split_percentage") / 100.0).alias("credit_usd"))
+    )
+    bad = (
+        pl.concat(problems, how="vertical_relaxed").unique(maintain_order=True)
+        if problems
+        else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    )
+    return rows, bad
+
+
+def credit_bookings(won: pl.DataFrame, inputs: CreditInputs) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Credit rows and quarantine rows (both with ``as_of_date``) for won opportunity states from
+    :func:`states_as_of` (``only_won=True``): each credit lands in the fiscal month and quarter of
+    the close date, converted at the rate in force on the close date."""
+    rows, bad = attribute_credit(won, inputs, rate_date="CloseDate", won=True)
+    rules = inputs.rules
+    rows = rows.with_row_index("_row")
     periods = pl.concat(
         [
-            w.select(
-                "as_of_date",
-                "opportunity_id",
+            rows.select(
+                "_row",
                 pl.lit(pt).alias("period_type"),
-                calendar.period_start_expr(pt, pl.col("CloseDate")).alias("period_start"),
+                rules.calendar.period_start_expr(pt, pl.col("CloseDate")).alias("period_start"),
                 pl.lit(1 if pt == cal.MONTH else 3).alias("_months"),
             )
             for pt in cal.PERIOD_TYPES
@@ -297,43 +370,10 @@ def credit_bookings(
     # Keep credits to periods ending within the lookback or later (docs/decisions.md).
     period_end = pl.col("period_start").dt.offset_by(pl.format("{}mo", pl.col("_months"))).dt.offset_by("-1d")
     horizon = pl.col("as_of_date").dt.offset_by(f"-{rules.credit_history_months}mo")
-    periods = periods.filter(period_end >= horizon).drop("_months")
-
-    whole = w.select(
-        "as_of_date", "opportunity_id", pl.lit(None, pl.String).alias("product_family"), pl.col("Amount").alias("amount_local")
-    )
-    bases = [whole]
-    if quota_families and not line_items.is_empty():
-        family_totals = (
-            line_items.join(products.select(pl.col("Id").alias("Product2Id"), "Family"), on="Product2Id", how="left")
-            .filter(pl.col("Family").is_in(quota_families))
-            .group_by("OpportunityId", "Family")
-            .agg(pl.col("TotalPrice").sum().alias("amount_local"))
-            .rename({"OpportunityId": "opportunity_id", "Family": "product_family"})
-        )
-        bases.append(
-            w.select("as_of_date", "opportunity_id").join(family_totals, on="opportunity_id")
-        )
-    base = pl.concat(bases, how="vertical_relaxed")
-
-    rows = (
-        credited.join(typed, on=["as_of_date", "opportunity_id"])
-        .join(periods, on=["as_of_date", "opportunity_id"])
-        .join(base, on=["as_of_date", "opportunity_id"])
-        .join(
-            w.select(
-                "as_of_date",
-                "opportunity_id",
-                pl.col("Name").alias("opportunity_name"),
-                pl.col("CloseDate").alias("close_date"),
-                pl.col("StageName").alias("stage_name"),
-                pl.col("CurrencyIsoCode").alias("currency_iso_code"),
-                RATE_COL,
-            ),
-            on=["as_of_date", "opportunity_id"],
-        )
-        .with_columns((pl.col("amount_local") / pl.col(RATE_COL)).alias("amount_usd"))
-        .with_columns((pl.col("amount_usd") * pl.col("split_percentage") / 100.0).alias("credit_usd"))
+    credits = (
+        rows.join(periods, on="_row")
+        .filter(period_end >= horizon)
+        .rename({"Name": "opportunity_name", "CloseDate": "close_date", "StageName": "stage_name", "CurrencyIsoCode": "currency_iso_code"})
         .select(list(CREDIT_SCHEMA))
         .cast(CREDIT_SCHEMA)
         .sort(
@@ -341,12 +381,7 @@ def credit_bookings(
             nulls_last=True,
         )
     )
-    bad = (
-        pl.concat(problems, how="vertical_relaxed").unique(maintain_order=True)
-        if problems
-        else pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    )
-    return rows, bad
+    return credits, bad
 
 
 def split_total_mismatches(credits: pl.DataFrame, tolerance: float = 1e-6) -> pl.DataFrame:
