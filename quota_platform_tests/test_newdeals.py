@@ -1,0 +1,50 @@
+"""Deals not yet created: the gamma-Poisson rate, pooling toward the team, and the compound draw's
+mean against its exact value."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from quota_platform.lib.newdeals import PRIOR_DEALS, draw_new_bookings, fit_new_deals
+
+
+def history(rows):
+    return pl.DataFrame(
+        rows,
+        schema={"period_id": pl.String, "elapsed": pl.Float64, "days_remaining": pl.Int64, "rep_id": pl.String,
+                "quota_type": pl.String, "product_family": pl.String, "deals": pl.Int64, "credit_usd": pl.Float64},
+        orient="row",
+    )
+
+
+def test_rate_and_size_pool_toward_the_team():
+    # R1: 5 checkpoints with 90 remaining days each and 2 deals each of 1,000 (one deal seen by
+    # every checkpoint counts once: deals 10/5 = 2, exposure 450/5 = 90 days).
+    # R2 (same team): nothing in 450/5 = 90 days.
+    rows = [("Q", 0.1 * i, 90, "R1", "new_business", None, 2, 2000.0) for i in range(5)]
+    rows += [("Q", 0.1 * i, 90, "R2", "new_business", None, 0, 0.0) for i in range(5)]
+    model = fit_new_deals(history(rows), pl.DataFrame({"rep_id": ["R1", "R2"], "team_id": ["T", "T"]}))
+    params = model.parameters(pl.DataFrame({"rep_id": ["R1", "R2", "R9"], "team_id": ["T", "T", "T"],
+                                            "quota_type": ["new_business"] * 3, "product_family": [None, None, None]},
+                                           schema_overrides={"product_family": pl.String}))
+    by_rep = {r["rep_id"]: r for r in params.iter_rows(named=True)}
+    # team: 2 deals in 180 days -> rate 1/90 per day; prior Gamma(2, 2 / (1/90) = 180)
+    # R1: Gamma(2 + 2, 180 + 90) -> mean 4 / 270; R2: Gamma(2, 270) -> mean 2 / 270
+    assert by_rep["R1"]["shape"] / by_rep["R1"]["inv_scale"] == pytest.approx(4 / 270)
+    assert by_rep["R2"]["shape"] / by_rep["R2"]["inv_scale"] == pytest.approx(2 / 270)
+    # mean size: R1 credited 5 x 2,000 = 10,000 over 5 x 2 = 10 deal sightings: 1,000 a deal, and the
+    # team's size is the same 10,000 / 10 = 1,000 -> (10,000 + 2 x 1,000) / (10 + 2) = 1,000;
+    # R2 -> (0 + 2 x 1,000) / (0 + 2) = 1,000
+    assert by_rep["R1"]["mean_size"] == pytest.approx(1000.0)
+    assert by_rep["R2"]["mean_size"] == pytest.approx(1000.0)
+    assert by_rep["R9"]["new_deal_source"] == "team"
+    assert by_rep["R9"]["shape"] == pytest.approx(PRIOR_DEALS + 2)
+
+
+def test_compound_draw_mean_matches_the_exact_mean():
+    params = pl.DataFrame({"shape": [4.0, 0.0], "inv_scale": [270.0, 1.0], "mean_size": [2000.0, 500.0], "size_cv": [1.0, 1.0]})
+    draws = draw_new_bookings(params, np.array([45, 45]), 200_000, np.random.default_rng(3))
+    # E = E[rate] x days x size = 4/270 x 45 x 2,000 = 1,333.33; the second stream has no rate.
+    assert draws[:, 0].mean() == pytest.approx(4 / 270 * 45 * 2000, rel=0.02)
+    assert np.all(draws[:, 1] == 0)
+    assert draws.shape == (200_000, 2)
