@@ -48,3 +48,25 @@ def test_compound_draw_mean_matches_the_exact_mean():
     assert draws[:, 0].mean() == pytest.approx(4 / 270 * 45 * 2000, rel=0.02)
     assert np.all(draws[:, 1] == 0)
     assert draws.shape == (200_000, 2)
+
+
+def test_pacing_curve_weighs_periods_equally():
+    from datetime import date
+
+    from quota_platform.lib.pacing import pacing_curve, share_at
+
+    won = pl.DataFrame({
+        "period_id": ["A", "A", "B"],
+        "period_start": [date(2025, 1, 1)] * 2 + [date(2025, 2, 1)],
+        "period_end": [date(2025, 1, 20)] * 2 + [date(2025, 2, 20)],
+        # A: 100 on day 5 (25%), 300 on day 20 (100%); B: 50 on day 10 (50%)
+        "close_date": [date(2025, 1, 5), date(2025, 1, 20), date(2025, 2, 10)],
+        "amount_usd": [100.0, 300.0, 50.0],
+    })
+    curve = pacing_curve(won)
+    at = dict(zip(curve["elapsed"].to_list(), curve["share"].to_list()))
+    # at 25%: A 100/400 = 0.25, B 0 -> 0.125; at 50%: A 0.25, B 1 -> 0.625; at 100%: 1
+    assert at[0.25] == pytest.approx(0.125)
+    assert at[0.5] == pytest.approx(0.625)
+    assert at[1.0] == pytest.approx(1.0)
+    assert share_at(curve, np.array([0.0]))[0] == 0.0
