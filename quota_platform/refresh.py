@@ -107,16 +107,23 @@ def refresh(
     assets = build_assets(settings)
     all_assets = [a for group in assets.values() for a in group]
     resources = build_resources(settings)
+    graph = dg.Definitions(assets=all_assets, resources=resources).resolve_asset_graph()
     instance = instance or dagster_instance()
     steps = [
         ("raw", "Salesforce objects", None),
-        ("monthly", "quota snapshots and hierarchy", month_key(as_of)),
-        ("daily", "credited bookings and attainment", partition_key(as_of)),
+        ("monthly", "quota snapshots, hierarchy and win-rate fit", month_key(as_of)),
+        ("daily", "credited bookings, attainment, pipeline and projections", partition_key(as_of)),
     ]
-    results = []
+    results, errors, blocked = [], [], set()
     for i, (group, label, key) in enumerate(steps, start=1):
-        selection = [k for a in assets[group] for k in a.keys]
+        wanted = [k for a in assets[group] for k in a.keys]
+        selection = [k for k in wanted if k not in blocked]
         progress(f"[{i}/{len(steps)}] {label}{' for ' + key if key else ''} ...")
+        skipped = sorted(k.to_user_string() for k in wanted if k in blocked)
+        if skipped:
+            progress(f"      skipped (an upstream asset failed): {', '.join(skipped)}")
+        if not selection:
+            continue
         started = time.perf_counter()
         result = dg.materialize(
             all_assets,
@@ -129,16 +136,39 @@ def refresh(
             tags={"quota_platform/command": "refresh", "quota_platform/as_of": as_of.isoformat()},
         )
         elapsed = time.perf_counter() - started
-        errors, warnings = _check_outcomes(result)
+        step_errors, warnings = _check_outcomes(result)
         if not result.success:
-            errors = _failure_messages(result) + errors
-        if errors:
-            raise RefreshError("\n".join(errors))
+            step_errors = _failure_messages(result) + step_errors
         for line in warnings:
             progress(f"      warning: {line}")
-        materialized = sorted(
-            {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        )
-        progress(f"      done in {elapsed:.1f}s: {', '.join(materialized)}")
-        results.append(StepResult(group, key, elapsed, materialized, warnings))
+        materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+        failed = {k for k in selection if k not in materialized} | _failed_check_assets(result)
+        if step_errors:
+            errors.extend(step_errors)
+            # Never let a later step read a stale table in place of one that failed now.
+            blocked |= failed | {child for k in failed for child in _downstream(graph, k)}
+            progress(f"      failed: {', '.join(sorted(k.to_user_string() for k in failed))}")
+        names = ", ".join(sorted(k.to_user_string() for k in materialized))
+        progress(f"      done in {elapsed:.1f}s: {names}")
+        results.append(StepResult(group, key, elapsed, sorted(k.to_user_string() for k in materialized), warnings))
+    if errors:
+        raise RefreshError("\n".join(errors))
     return results
+
+
+def _failed_check_assets(result: dg.ExecuteInProcessResult) -> set[dg.AssetKey]:
+    return {
+        e.asset_key
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    }
+
+
+def _downstream(graph, key: dg.AssetKey) -> set[dg.AssetKey]:
+    seen, stack = set(), [key]
+    while stack:
+        for child in graph.get(stack.pop()).child_keys:
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return seen

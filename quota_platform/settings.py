@@ -37,6 +37,12 @@ class Settings:
     start_date: date = date(2024, 1, 1)
     hire_date_field: str = "Hire_Date__c"
     rules: Rules = Rules()
+    home: Path = DEFAULT_HOME  # models and the compile cache live here
+    window_months: int = 6
+    simulation_draws: int = 2000
+    # PyTensor/numba compiled code, reused by every later process (one per machine is enough;
+    # a process can use only one, so it does not follow QUOTA_PLATFORM_HOME)
+    compile_cache_dir: Path = DEFAULT_HOME / "compile_cache"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,4 +87,8 @@ class Settings:
             start_date=start,
             hire_date_field=get("QUOTA_PLATFORM_HIRE_DATE_FIELD", "Hire_Date__c"),
             rules=rules,
+            home=Path(get("QUOTA_PLATFORM_HOME", str(DEFAULT_HOME))),
+            window_months=get_int("QUOTA_PLATFORM_WINDOW_MONTHS", 6),
+            simulation_draws=get_int("QUOTA_PLATFORM_SIMULATION_DRAWS", 2000),
+            compile_cache_dir=Path(get("QUOTA_PLATFORM_COMPILE_CACHE", str(DEFAULT_HOME / "compile_cache"))),
         )

@@ -23,6 +23,31 @@ from quota_platform.lib.quota_types import org_quota_types
 GROUP = "bookings"
 
 
+def credit_inputs(
+    rules: RulesResource,
+    raw_user: pl.DataFrame,
+    raw_forecasting_type: pl.DataFrame,
+    raw_forecasting_quota: pl.DataFrame,
+    raw_opportunity_split: pl.DataFrame,
+    raw_opportunity_split_type: pl.DataFrame,
+    raw_opportunity_line_item: pl.DataFrame,
+    raw_product2: pl.DataFrame,
+    raw_dated_conversion_rate: pl.DataFrame,
+) -> CreditInputs:
+    """The crediting inputs from the raw objects, shared by every asset that credits deals."""
+    return CreditInputs(
+        users=raw_user,
+        splits=raw_opportunity_split,
+        split_types=raw_opportunity_split_type,
+        line_items=raw_opportunity_line_item,
+        products=raw_product2,
+        quota_types=org_quota_types(raw_forecasting_type),
+        quota_families=raw_forecasting_quota["ProductFamily"].drop_nulls().unique().sort().to_list(),
+        rates=raw_dated_conversion_rate,
+        rules=rules.rules(),
+    )
+
+
 def booking_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.multi_asset(
         name="credited_bookings_asset",
@@ -97,16 +122,9 @@ def booking_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         )
         credits, bad = credit_bookings(
             won,
-            CreditInputs(
-                users=raw_user,
-                splits=raw_opportunity_split,
-                split_types=raw_opportunity_split_type,
-                line_items=raw_opportunity_line_item,
-                products=raw_product2,
-                quota_types=org_quota_types(raw_forecasting_type),
-                quota_families=raw_forecasting_quota["ProductFamily"].drop_nulls().unique().sort().to_list(),
-                rates=raw_dated_conversion_rate,
-                rules=rules.rules(),
+            credit_inputs(
+                rules, raw_user, raw_forecasting_type, raw_forecasting_quota, raw_opportunity_split,
+                raw_opportunity_split_type, raw_opportunity_line_item, raw_product2, raw_dated_conversion_rate,
             ),
         )
         distinct_bad = bad.select("object", "record_id").unique().height

@@ -12,9 +12,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from quota_platform.defs.model_store import ModelStore
 from quota_platform.defs.warehouse import DuckDBWarehouseIOManager
 from quota_platform.lib.calendar import FiscalCalendar, parse_ramp
-from quota_platform.settings import Rules, Settings
+from quota_platform.settings import DEFAULT_HOME, Rules, Settings
 from quota_platform.sources import files
 
 WAREHOUSE_SCHEMA = "quota_platform"
@@ -114,6 +115,31 @@ class RulesResource(dg.ConfigurableResource):
         )
 
 
+class ModelSettings(dg.ConfigurableResource):
+    """Settings of the projection model: the trailing window of the win-rate fit, the sampler, and
+    the Monte Carlo simulation."""
+
+    window_months: int = 6
+    draws: int = 1000
+    tune: int = 500
+    chains: int = 2
+    sampler: str = "nutpie"
+    simulation_draws: int = 2000
+    seed: int = 20240917
+    compile_cache_dir: str = str(DEFAULT_HOME / "compile_cache")
+
+    def fit_settings(self):
+        from quota_platform.lib.winrates import FitSettings, configure_compile_cache
+
+        configure_compile_cache(Path(self.compile_cache_dir).resolve())
+        return FitSettings(draws=self.draws, tune=self.tune, chains=self.chains, sampler=self.sampler, seed=self.seed)
+
+    def simulation_settings(self):
+        from quota_platform.lib.projection import SimulationSettings
+
+        return SimulationSettings(n_draws=self.simulation_draws, seed=self.seed)
+
+
 def salesforce_configured(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("SALESFORCE_USERNAME") or environ.get("SALESFORCE_ACCESS_TOKEN"))
 
@@ -141,6 +167,12 @@ def warehouse_io_manager(settings: Settings) -> dg.ConfigurableIOManager:
 def build_resources(settings: Settings, environ: Mapping[str, str] | None = None) -> dict:
     return {
         "io_manager": warehouse_io_manager(settings),
+        "model_store": ModelStore(base_dir=str(settings.home / "models")),
         "crm": crm_source(settings, environ),
         "rules": RulesResource.from_rules(settings.rules),
+        "model_settings": ModelSettings(
+            window_months=settings.window_months,
+            simulation_draws=settings.simulation_draws,
+            compile_cache_dir=str(settings.compile_cache_dir),
+        ),
     }

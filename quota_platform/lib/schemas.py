@@ -12,6 +12,9 @@ from quota_platform.lib.calendar import PERIOD_TYPES
 from quota_platform.lib.contract import OBJECTS
 from quota_platform.lib.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
 from quota_platform.lib.quota_types import QUOTA_TYPE_BY_DEVELOPER_NAME
+from quota_platform.lib.model_fit import POSTERIOR_SCHEMA
+from quota_platform.lib.pipeline import PIPELINE_SCHEMA
+from quota_platform.lib.projection import PROJECTION_SCHEMA
 from quota_platform.lib.quotas import SNAPSHOT_SCHEMA
 
 QUOTA_TYPES = list(QUOTA_TYPE_BY_DEVELOPER_NAME.values())
@@ -141,3 +144,77 @@ def quarantine_schema(partition_column: str) -> pa.DataFrameSchema:
         strict=True,
         name="quarantine",
     )
+
+
+OPEN_PIPELINE = pa.DataFrameSchema(
+    _cols(
+        PIPELINE_SCHEMA,
+        {
+            "as_of_date": _required(pl.Date()),
+            "opportunity_id": _required(pl.String()),
+            "rep_id": _required(pl.String()),
+            "quota_type": _required(pl.String(), pa.Check.isin(QUOTA_TYPES)),
+            "credit_type": _required(pl.String(), pa.Check.isin([REVENUE, OVERLAY])),
+            "stage_name": _required(pl.String()),
+            "pushes": _required(pl.Int32(), NON_NEGATIVE),
+            "days_in_stage": _required(pl.Int32(), NON_NEGATIVE),
+            "amount_usd": _required(pl.Float64(), NON_NEGATIVE),
+            "credit_usd": _required(pl.Float64(), NON_NEGATIVE),
+        },
+    ),
+    strict=True,
+    unique=["as_of_date", "opportunity_id", "rep_id", "quota_type", "product_family", "credit_type"],
+    name="open_pipeline",
+)
+
+WIN_RATE_POSTERIORS = pa.DataFrameSchema(
+    _cols(
+        POSTERIOR_SCHEMA,
+        {
+            "snapshot_month": _required(pl.Date()),
+            "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
+            "rep_id": _required(pl.String()),
+            "stage": _required(pl.String()),
+            "close_date_bucket": _required(pl.String(), pa.Check.isin(["in_period", "overdue", "later"])),
+            "win_rate_mean": _required(pl.Float64(), pa.Check.in_range(0, 1)),
+            "win_rate_p10": _required(pl.Float64(), pa.Check.in_range(0, 1)),
+            "win_rate_p90": _required(pl.Float64(), pa.Check.in_range(0, 1)),
+            "n_observed": _required(pl.Float64(), NON_NEGATIVE),
+            "pooled_from": _required(pl.String(), pa.Check.isin(["rep", "team", "company"])),
+        },
+    ),
+    strict=True,
+    unique=["snapshot_month", "period_type", "rep_id", "stage", "close_date_bucket"],
+    name="win_rate_posteriors",
+)
+
+PROJECTIONS = pa.DataFrameSchema(
+    _cols(
+        PROJECTION_SCHEMA,
+        {
+            "as_of_date": _required(pl.Date()),
+            "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
+            "entity_id": _required(pl.String()),
+            "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
+            "period_start": _required(pl.Date()),
+            "quota_type": _required(pl.String(), pa.Check.isin(QUOTA_TYPES)),
+            "quota": _required(pl.Float64(), NON_NEGATIVE),
+            "closed_won": _required(pl.Float64()),
+            "projected_p10": _required(pl.Float64()),
+            "projected_p50": _required(pl.Float64()),
+            "projected_p90": _required(pl.Float64()),
+            "prob_hit_quota": pa.Column(pl.Float64(), pa.Check.in_range(0, 1), nullable=True),
+            # null with a quota of 0: no percentage, so no tier
+            "status": pa.Column(pl.String(), pa.Check.isin(["Crushing", "On Track", "Watch", "At Risk", "Critical"]), nullable=True),
+        },
+    ),
+    strict=True,
+    unique=["as_of_date", "level", "entity_id", "period_type", "period_start", "quota_type", "product_family"],
+    checks=[
+        pa.Check(lambda data: data.lazyframe.select(
+            (pl.col("projected_p10") <= pl.col("projected_p50") + 1e-6) & (pl.col("projected_p50") <= pl.col("projected_p90") + 1e-6)
+            & (pl.col("projected_p10") >= pl.col("closed_won") - 1e-6)
+        ), name="p10 <= p50 <= p90, and never below closed_won"),
+    ],
+    name="projections",
+)

@@ -1,0 +1,42 @@
+"""Where fitted models live: one pickle per monthly partition under the model folder. The
+warehouse holds the readable summary (win_rate_posteriors); the posterior draws the projections
+simulate from are binary and stay beside it, keyed the same way.
+
+A single-run backfill over several months hands over {partition key: model}; a load returns the
+same shape for the partitions asked for, and stops with the key named if one was never fitted."""
+
+import pickle
+from pathlib import Path
+
+import dagster as dg
+
+
+class ModelStore(dg.ConfigurableIOManager):
+    base_dir: str
+
+    def _path(self, context, key: str) -> Path:
+        return Path(self.base_dir) / context.asset_key.to_user_string() / f"{key}.pickle"
+
+    def handle_output(self, context: dg.OutputContext, obj: dict) -> None:
+        expected = set(context.asset_partition_keys)
+        if set(obj) != expected:
+            raise dg.Failure(f"model output keys {sorted(obj)} do not match the run's partitions {sorted(expected)}")
+        for key, model in obj.items():
+            path = self._path(context, key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+            tmp.replace(path)
+        context.add_output_metadata({"models": len(obj), "folder": str(Path(self.base_dir).resolve())})
+
+    def load_input(self, context: dg.InputContext) -> dict:
+        out = {}
+        for key in context.asset_partition_keys:
+            path = self._path(context, key)
+            if not path.exists():
+                raise dg.Failure(
+                    f"{context.asset_key.to_user_string()} has no fitted model for {key} ({path}); "
+                    "materialize it first (or run `quota-platform refresh --as-of DATE`)"
+                )
+            out[key] = pickle.loads(path.read_bytes())
+        return out

@@ -1,0 +1,109 @@
+"""A snapshot month's projection model: win-rate posteriors, the deals-not-yet-created model and
+the pacing curve, per period type, fitted on the trailing window of periods that ended before the
+month began. Nothing created on or after the month's first day reaches the fit."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from quota_platform.lib.crediting import CreditInputs, stage_flags, states_as_of
+from quota_platform.lib.currency import RATE_COL, attach_rates
+from quota_platform.lib.newdeals import fit_new_deals
+from quota_platform.lib.pacing import pacing_curve
+from quota_platform.lib.projection import ProjectionModel
+from quota_platform.lib.training import (
+    as_known_before,
+    assert_no_leakage,
+    new_deal_history,
+    training_periods,
+    win_rate_cells,
+    won_within_period,
+)
+from quota_platform.lib.winrates import SUMMARY_SCHEMA, FitSettings, fit_win_rates
+
+POSTERIOR_SCHEMA = {"snapshot_month": pl.Date(), "period_type": pl.String(), **SUMMARY_SCHEMA}
+
+
+def fit_projection_model(
+    snapshot_month: date,
+    *,
+    window_months: int,
+    period_types: list[str],
+    opportunities: pl.DataFrame,
+    history: pl.DataFrame,
+    stages: pl.DataFrame,
+    teams: pl.DataFrame,
+    inputs: CreditInputs,
+    fit_settings: FitSettings = FitSettings(),
+    log=lambda _: None,
+) -> tuple[ProjectionModel, pl.DataFrame]:
+    """``teams`` maps every current rep (rep_id) to its team (team_id: the direct manager as
+    captured in the snapshot month). Returns the model and the win_rate_posteriors rows."""
+    opps, hist = as_known_before(opportunities, history, snapshot_month)
+    assert_no_leakage(opps, hist, snapshot_month)
+    flags = stage_flags(stages, opps)
+    win_rates, new_deals, pacing, diagnostics, summaries = {}, {}, {}, {}, []
+    for period_type in period_types:
+        periods = training_periods(snapshot_month, window_months, period_type, inputs.rules.calendar)
+        cells = win_rate_cells(opps, hist, flags, teams, periods)
+        info = {"training_periods": len(periods), "trials": float(cells["trials"].sum() or 0.0)}
+        if info["trials"] > 0:
+            posterior = fit_win_rates(cells, fit_settings, roster=teams)
+            win_rates[period_type] = posterior
+            info.update(posterior.diagnostics)
+            summaries.append(
+                posterior.summary().with_columns(
+                    pl.lit(snapshot_month).alias("snapshot_month"), pl.lit(period_type).alias("period_type")
+                )
+            )
+            log(
+                f"{period_type}: fitted {len(periods)} period(s), {info['trials']:.0f} weighted trials, "
+                f"max R-hat {posterior.diagnostics['max_rhat']:.3f}, {posterior.diagnostics['divergences']:.0f} divergences"
+            )
+        else:
+            log(f"{period_type}: no training data before {snapshot_month}; projections use stage probabilities")
+        new_deals[period_type] = fit_new_deals(new_deal_history(opps, hist, flags, periods, inputs), teams)
+        pacing[period_type] = pacing_curve(_won_in_periods(opps, hist, flags, periods, inputs))
+        diagnostics[period_type] = info
+    stage_probability = {
+        row["ApiName"]: (row["DefaultProbability"] or 0.0) / 100.0 for row in stages.iter_rows(named=True)
+    }
+    model = ProjectionModel(
+        snapshot_month=snapshot_month,
+        window_months=window_months,
+        win_rates=win_rates,
+        new_deals=new_deals,
+        pacing=pacing,
+        teams=teams,
+        diagnostics=diagnostics,
+        stage_probability=stage_probability,
+    )
+    summary = (
+        pl.concat(summaries, how="vertical_relaxed").select(list(POSTERIOR_SCHEMA)).cast(POSTERIOR_SCHEMA)
+        if summaries
+        else pl.DataFrame(schema=POSTERIOR_SCHEMA)
+    )
+    return model, summary
+
+
+def _won_in_periods(opps, hist, flags, periods, inputs: CreditInputs) -> pl.DataFrame:
+    """Won deals of each training period with their close date and USD amount, for pacing."""
+    if not periods:
+        return pl.DataFrame(schema={"period_id": pl.String, "period_start": pl.Date, "period_end": pl.Date, "close_date": pl.Date, "amount_usd": pl.Float64})
+    won = won_within_period(opps, hist, flags, periods)
+    by_id = {p.id: p for p in periods}
+    ends = sorted({p.end for p in periods})
+    states = states_as_of(opps, hist, flags, ends, only_won=True)
+    frame = won.with_columns(
+        pl.col("period_id").replace_strict({k: p.start for k, p in by_id.items()}, return_dtype=pl.Date).alias("period_start"),
+        pl.col("period_id").replace_strict({k: p.end for k, p in by_id.items()}, return_dtype=pl.Date).alias("period_end"),
+    ).join(states.select(pl.col("as_of_date").alias("period_end"), "Id", "CloseDate", "Amount", "CurrencyIsoCode"), on=["period_end", "Id"])
+    converted = attach_rates(
+        frame, inputs.rates, date_col="CloseDate", currency_col="CurrencyIsoCode", corporate_currency=inputs.rules.corporate_currency
+    ).filter(pl.col(RATE_COL).is_not_null())
+    return converted.select(
+        "period_id", "period_start", "period_end", pl.col("CloseDate").alias("close_date"),
+        (pl.col("Amount").fill_null(0.0) / pl.col(RATE_COL)).alias("amount_usd"),
+    )
