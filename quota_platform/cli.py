@@ -45,6 +45,41 @@ def _refresh(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    from quota_platform.lib.backtest import pooled
+    from quota_platform.refresh import RefreshError, backtest
+    from quota_platform.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"quota-platform: {exc}", file=sys.stderr)
+        return 2
+    print(f"Backtest {args.start} .. {args.end}: source {settings.source_dir} -> warehouse {settings.duckdb_path}")
+    try:
+        backtest(args.start, args.end, settings, progress=_progress)
+    except RefreshError as exc:
+        print(f"quota-platform backtest failed:\n{exc}", file=sys.stderr)
+        return 1
+    import duckdb
+    import polars as pl
+
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        accuracy = con.sql("select * from quota_platform.projection_accuracy").pl()
+    if accuracy.is_empty():
+        print("No closed period had its checkpoints and last day in the range: nothing scored.")
+        return 0
+    table = pooled(accuracy).select(
+        "period_type", "checkpoint_pct", "level", "method", "periods", "n",
+        *(pl.col(c).round(3) for c in ("wape", "bias", "coverage_p10_p90", "below_p10", "above_p90", "brier_skill")),
+        pl.col("crps").round(0),
+    )
+    with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+        print(table)
+    print("Per period: table quota_platform.projection_accuracy")
+    return 0
+
+
 def _demo_data(args: argparse.Namespace) -> int:
     from quota_platform.lib.demo_org import generate_demo_org
 
@@ -64,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     refresh = sub.add_parser("refresh", help="materialize every asset for one as-of date")
     refresh.add_argument("--as-of", type=_iso_date, default=date.today(), help="YYYY-MM-DD (default today)")
     refresh.set_defaults(func=_refresh)
+    bt = sub.add_parser("backtest", help="backfill a date range and score the projections of its closed periods")
+    bt.add_argument("--from", dest="start", type=_iso_date, required=True, help="first as-of date, YYYY-MM-DD")
+    bt.add_argument("--to", dest="end", type=_iso_date, required=True, help="last as-of date, YYYY-MM-DD")
+    bt.set_defaults(func=_backtest)
     demo = sub.add_parser("demo-data", help="write the demo Salesforce-shaped org as files")
     demo.add_argument("--out", required=True, help="folder to write the object files into")
     demo.add_argument("--as-of", type=_iso_date, default=date.today(), help="YYYY-MM-DD (default today)")

@@ -12,7 +12,7 @@ import dagster as dg
 from quota_platform.defs.attainment import attainment_assets
 from quota_platform.defs.bookings import booking_assets
 from quota_platform.defs.partitions import daily_partitions, monthly_partitions
-from quota_platform.defs.projections import projection_assets
+from quota_platform.defs.projections import backtest_assets, projection_assets
 from quota_platform.defs.quotas import quota_assets
 from quota_platform.defs.resources import build_resources
 from quota_platform.defs.sources import raw_assets
@@ -28,6 +28,7 @@ def build_assets(settings: Settings) -> dict[str, list[dg.AssetsDefinition]]:
         "raw": list(raw_assets),
         "monthly": quota_assets(monthly) + [win_rates],
         "daily": booking_assets(daily) + attainment_assets(daily) + [open_pipeline, projections],
+        "scoring": backtest_assets(),
     }
 
 

@@ -86,54 +86,67 @@ def _check_outcomes(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[
     return errors, warnings
 
 
-def refresh(
-    as_of: date,
-    settings: Settings | None = None,
+@dataclasses.dataclass
+class Step:
+    group: str  # a key of build_assets()
+    label: str
+    partition_key: str | None = None
+    partition_range: tuple[str, str] | None = None  # one run over the range (single-run backfill)
+
+
+def _validate_dates(settings: Settings, *days: date) -> None:
+    today = date.today()
+    for day in days:
+        if day < settings.start_date:
+            raise RefreshError(
+                f"as-of date {day} is before QUOTA_PLATFORM_START_DATE ({settings.start_date}); "
+                "partitions start there: set QUOTA_PLATFORM_START_DATE earlier"
+            )
+        if day > today:
+            raise RefreshError(f"as-of date {day} is in the future (today is {today})")
+
+
+def run_steps(
+    steps: list[Step],
+    settings: Settings,
     *,
     instance: dg.DagsterInstance | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    tags: dict[str, str] | None = None,
 ) -> list[StepResult]:
-    """Materialize every asset for ``as_of``. Raises :class:`RefreshError` with the failing
-    asset's message (object, record Id, field) when a step or a blocking check fails."""
-    settings = settings or Settings.from_env()
-    if as_of < settings.start_date:
-        raise RefreshError(
-            f"as-of date {as_of} is before QUOTA_PLATFORM_START_DATE ({settings.start_date}); "
-            "partitions start there: set QUOTA_PLATFORM_START_DATE earlier"
-        )
-    today = date.today()
-    if as_of > today:
-        raise RefreshError(f"as-of date {as_of} is in the future (today is {today})")
+    """Materialize each step's assets in order, in process. A failed asset blocks every asset
+    downstream of it in later steps (they would read a stale table); the others still run. Raises
+    :class:`RefreshError` with every failure's message at the end."""
     assets = build_assets(settings)
     all_assets = [a for group in assets.values() for a in group]
     resources = build_resources(settings)
     graph = dg.Definitions(assets=all_assets, resources=resources).resolve_asset_graph()
     instance = instance or dagster_instance()
-    steps = [
-        ("raw", "Salesforce objects", None),
-        ("monthly", "quota snapshots, hierarchy and win-rate fit", month_key(as_of)),
-        ("daily", "credited bookings, attainment, pipeline and projections", partition_key(as_of)),
-    ]
     results, errors, blocked = [], [], set()
-    for i, (group, label, key) in enumerate(steps, start=1):
-        wanted = [k for a in assets[group] for k in a.keys]
+    for i, step in enumerate(steps, start=1):
+        wanted = [k for a in assets[step.group] for k in a.keys]
         selection = [k for k in wanted if k not in blocked]
-        progress(f"[{i}/{len(steps)}] {label}{' for ' + key if key else ''} ...")
+        where = step.partition_key or (f"{step.partition_range[0]} .. {step.partition_range[1]}" if step.partition_range else None)
+        progress(f"[{i}/{len(steps)}] {step.label}{' for ' + where if where else ''} ...")
         skipped = sorted(k.to_user_string() for k in wanted if k in blocked)
         if skipped:
             progress(f"      skipped (an upstream asset failed): {', '.join(skipped)}")
         if not selection:
             continue
+        run_tags = {**(tags or {})}
+        if step.partition_range:
+            run_tags["dagster/asset_partition_range_start"] = step.partition_range[0]
+            run_tags["dagster/asset_partition_range_end"] = step.partition_range[1]
         started = time.perf_counter()
         result = dg.materialize(
             all_assets,
             selection=selection,
-            partition_key=key,
+            partition_key=step.partition_key,
             resources=resources,
             instance=instance,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            tags={"quota_platform/command": "refresh", "quota_platform/as_of": as_of.isoformat()},
+            tags=run_tags,
         )
         elapsed = time.perf_counter() - started
         step_errors, warnings = _check_outcomes(result)
@@ -148,12 +161,57 @@ def refresh(
             # Never let a later step read a stale table in place of one that failed now.
             blocked |= failed | {child for k in failed for child in _downstream(graph, k)}
             progress(f"      failed: {', '.join(sorted(k.to_user_string() for k in failed))}")
-        names = ", ".join(sorted(k.to_user_string() for k in materialized))
-        progress(f"      done in {elapsed:.1f}s: {names}")
-        results.append(StepResult(group, key, elapsed, sorted(k.to_user_string() for k in materialized), warnings))
+        names = sorted({k.to_user_string() for k in materialized})
+        progress(f"      done in {elapsed:.1f}s: {', '.join(names)}")
+        results.append(StepResult(step.group, where, elapsed, names, warnings))
     if errors:
         raise RefreshError("\n".join(errors))
     return results
+
+
+def refresh(
+    as_of: date,
+    settings: Settings | None = None,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[StepResult]:
+    """Materialize every asset for ``as_of``: the raw objects, the monthly assets for its month,
+    then the daily assets for the day. Raises :class:`RefreshError` with the failing asset's
+    message (object, record Id, field) when a step or a blocking check fails."""
+    settings = settings or Settings.from_env()
+    _validate_dates(settings, as_of)
+    steps = [
+        Step("raw", "Salesforce objects"),
+        Step("monthly", "quota snapshots, hierarchy and win-rate fit", partition_key=month_key(as_of)),
+        Step("daily", "credited bookings, attainment, pipeline and projections", partition_key=partition_key(as_of)),
+    ]
+    tags = {"quota_platform/command": "refresh", "quota_platform/as_of": as_of.isoformat()}
+    return run_steps(steps, settings, instance=instance, progress=progress, tags=tags)
+
+
+def backtest(
+    start: date,
+    end: date,
+    settings: Settings | None = None,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[StepResult]:
+    """Backfill every day from ``start`` to ``end`` (their months first, each range as one run, as
+    a backfill from the UI does) and score the closed periods in projection_accuracy."""
+    settings = settings or Settings.from_env()
+    if end < start:
+        raise RefreshError(f"--to {end} is before --from {start}")
+    _validate_dates(settings, start, end)
+    steps = [
+        Step("raw", "Salesforce objects"),
+        Step("monthly", "quota snapshots, hierarchy and win-rate fits", partition_range=(month_key(start), month_key(end))),
+        Step("daily", "bookings, attainment, pipeline and projections", partition_range=(partition_key(start), partition_key(end))),
+        Step("scoring", "projection accuracy"),
+    ]
+    tags = {"quota_platform/command": "backtest", "quota_platform/from": start.isoformat(), "quota_platform/to": end.isoformat()}
+    return run_steps(steps, settings, instance=instance, progress=progress, tags=tags)
 
 
 def _failed_check_assets(result: dg.ExecuteInProcessResult) -> set[dg.AssetKey]:

@@ -11,11 +11,26 @@ from pathlib import Path
 import dagster as dg
 
 
+def model_path(base_dir: str, asset: str, key: str) -> Path:
+    return Path(base_dir) / asset / f"{key}.pickle"
+
+
+class ModelFiles(dg.ConfigurableResource):
+    """Read access to stored models for assets that read whichever months exist (the backtest)."""
+
+    base_dir: str
+
+    def read(self, asset: str, key: str):
+        """One stored model by asset name and partition key, or None if it was never fitted."""
+        path = model_path(self.base_dir, asset, key)
+        return pickle.loads(path.read_bytes()) if path.exists() else None
+
+
 class ModelStore(dg.ConfigurableIOManager):
     base_dir: str
 
     def _path(self, context, key: str) -> Path:
-        return Path(self.base_dir) / context.asset_key.to_user_string() / f"{key}.pickle"
+        return model_path(self.base_dir, context.asset_key.to_user_string(), key)
 
     def handle_output(self, context: dg.OutputContext, obj: dict) -> None:
         expected = set(context.asset_partition_keys)

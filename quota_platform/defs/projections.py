@@ -7,8 +7,11 @@ import polars as pl
 from quota_platform.defs.bookings import credit_inputs
 from quota_platform.defs.checks import frame_check, schema_check
 from quota_platform.defs.partitions import DAILY_PARTITION_COLUMN, MONTHLY_PARTITION_COLUMN, month_key, run_dates, run_months
+from quota_platform.defs.model_store import ModelFiles
 from quota_platform.defs.resources import ModelSettings, RulesResource
+from quota_platform.defs.warehouse import Warehouse
 from quota_platform.lib import schemas
+from quota_platform.lib.backtest import actual_outcomes, baseline_forecasts, checkpoint_rows, score
 from quota_platform.lib.crediting import stage_flags
 from quota_platform.lib.model_fit import fit_projection_model
 from quota_platform.lib.pipeline import open_pipeline
@@ -223,3 +226,72 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
         )
 
     return [open_pipeline_asset, win_rate_posteriors_asset, projections]
+
+
+def backtest_assets() -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        name="projection_accuracy",
+        group_name=GROUP,
+        deps=["projections", "attainment", "open_pipeline", "org_hierarchy", "projection_model"],
+        kinds={"polars", "duckdb"},
+        check_specs=[dg.AssetCheckSpec("schema", asset="projection_accuracy", blocking=True)],
+    )
+    def projection_accuracy(context: dg.AssetExecutionContext, warehouse: Warehouse, model_files: ModelFiles):
+        """How accurate and how honest the projections were, scored on every closed period whose
+        checkpoint days (25%, 50%, 75% of the period) and last day have been materialized (backfill
+        them first): WAPE and bias of P50, coverage of P10-P90 and each tail, CRPS, and the Brier
+        score of the at-risk flag, per period x checkpoint x level, for the model and for the
+        baselines B1 (stage probability), B2 (team conversion) and B3 (linear pacing)."""
+        for table in ("projections", "attainment", "open_pipeline", "org_hierarchy"):
+            if not warehouse.table_exists(table):
+                raise dg.Failure(f"{table} has never been materialized: backfill past days first")
+        projections = warehouse.read("projections")
+        rows = checkpoint_rows(projections)
+        actuals = actual_outcomes(warehouse.read("attainment", "as_of_date = period_end"))
+        days = rows["as_of_date"].unique().to_list()
+        pipeline = warehouse.read("open_pipeline", "as_of_date in (select unnest(?))", [days]) if days else None
+        hierarchy = warehouse.read("org_hierarchy")
+        frames = []
+        for (month,), group in rows.with_columns(pl.col("as_of_date").dt.truncate("1mo").alias("_m")).group_by("_m"):
+            model = model_files.read("projection_model", month_key(month))
+            if model is None:
+                context.log.warning(f"no projection model for {month}: its checkpoints are not scored")
+                continue
+            teams = model.teams
+            baselines = baseline_forecasts(
+                group.drop("_m"), pipeline, hierarchy, model.stage_probability, team_rates(model), teams
+            )
+            frames.append(baselines)
+        if frames:
+            scored = score(
+                pl.concat(frames, how="vertical_relaxed").join(
+                    actuals, on=["level", "entity_id", "period_type", "period_start", "period_end", "quota_type", "product_family"],
+                    how="inner", nulls_equal=True,
+                )
+            )
+        else:
+            scored = score(pl.DataFrame())
+        yield dg.Output(
+            scored,
+            metadata={
+                "rows": scored.height,
+                "periods_scored": scored.select("period_type", "period_start").n_unique() if scored.height else 0,
+            },
+        )
+        yield schema_check(schemas.PROJECTION_ACCURACY, scored, asset_key="projection_accuracy")
+
+    return [projection_accuracy]
+
+
+def team_rates(model) -> pl.DataFrame:
+    """B2's conversion rate: the share of pipeline due in the period (in_period and overdue buckets)
+    won within it, per team and for the company (team_id null), from the model's training data."""
+    frames = []
+    for period_type, posterior in model.win_rates.items():
+        due = posterior.observed.filter(pl.col("close_date_bucket").is_in(["in_period", "overdue"]))
+        by_team = due.group_by("team_id").agg((pl.col("wins").sum() / pl.col("trials").sum()).alias("rate"))
+        company = due.select(pl.lit(None, pl.String).alias("team_id"), (pl.col("wins").sum() / pl.col("trials").sum()).alias("rate"))
+        frames.append(pl.concat([by_team.filter(pl.col("team_id").is_not_null()), company]).with_columns(pl.lit(period_type).alias("period_type")))
+    if not frames:
+        return pl.DataFrame(schema={"team_id": pl.String, "rate": pl.Float64, "period_type": pl.String})
+    return pl.concat(frames, how="vertical_relaxed")

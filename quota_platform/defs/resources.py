@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from quota_platform.defs.model_store import ModelStore
-from quota_platform.defs.warehouse import DuckDBWarehouseIOManager
+from quota_platform.defs.model_store import ModelFiles, ModelStore
+from quota_platform.defs.warehouse import DuckDBWarehouseIOManager, Warehouse
 from quota_platform.lib.calendar import FiscalCalendar, parse_ramp
 from quota_platform.settings import DEFAULT_HOME, Rules, Settings
 from quota_platform.sources import files
@@ -170,6 +170,8 @@ def build_resources(settings: Settings, environ: Mapping[str, str] | None = None
         "model_store": ModelStore(base_dir=str(settings.home / "models")),
         "crm": crm_source(settings, environ),
         "rules": RulesResource.from_rules(settings.rules),
+        "warehouse": Warehouse(database=str(settings.duckdb_path)),
+        "model_files": ModelFiles(base_dir=str(settings.home / "models")),
         "model_settings": ModelSettings(
             window_months=settings.window_months,
             simulation_draws=settings.simulation_draws,

@@ -65,3 +65,28 @@ class DuckDBWarehouseIOManager(DuckDBIOManager):
     @staticmethod
     def default_load_type() -> type | None:
         return pl.DataFrame
+
+
+class Warehouse(dg.ConfigurableResource):
+    """Read access to the warehouse for assets that read whatever partitions exist (the backtest),
+    rather than a fixed partition range through the I/O manager."""
+
+    database: str
+    schema_name: str = "quota_platform"
+
+    def table_exists(self, table: str) -> bool:
+        import duckdb
+
+        with duckdb.connect(self.database, read_only=True) as con:
+            return bool(
+                con.execute(
+                    "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                    [self.schema_name, table],
+                ).fetchone()[0]
+            )
+
+    def read(self, table: str, where: str = "true", params: list | None = None) -> pl.DataFrame:
+        import duckdb
+
+        with duckdb.connect(self.database, read_only=True) as con:
+            return con.execute(f"select * from {self.schema_name}.{table} where {where}", params or []).pl()

@@ -56,6 +56,7 @@ PROJECTION_SCHEMA = {
     "projected_pct_p50": pl.Float64(),
     "projected_pct_p90": pl.Float64(),
     "prob_hit_quota": pl.Float64(),
+    "prob_at_risk": pl.Float64(),
     "status": pl.String(),
     "at_risk": pl.Boolean(),
     "pacing_share": pl.Float64(),
@@ -226,6 +227,11 @@ def project(
                 pl.Series("projected_pct_p50", summary["projected_pct_p50"]).fill_nan(None),
                 pl.Series("projected_pct_p90", summary["projected_pct_p90"]).fill_nan(None),
                 pl.Series("prob_hit_quota", summary["prob_hit_quota"]).fill_nan(None),
+                # P(attainment ends below the at-risk line): the forecast the at-risk flag is scored on
+                pl.Series(
+                    "prob_at_risk",
+                    np.where(quota > 0, (draws < AT_RISK_PCT / 100.0 * quota[None, :]).mean(axis=0), np.nan),
+                ).fill_nan(None),
                 pl.Series("projected_quantiles", quantiles.tolist(), dtype=pl.List(pl.Float64)),
             )
         )

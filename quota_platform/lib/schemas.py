@@ -8,6 +8,7 @@ import polars as pl
 
 from quota_platform.lib import quarantine
 from quota_platform.lib.attainment import ATTAINMENT_SCHEMA, COMPANY, MANAGER, REP
+from quota_platform.lib.backtest import ACCURACY_SCHEMA
 from quota_platform.lib.calendar import PERIOD_TYPES
 from quota_platform.lib.contract import OBJECTS
 from quota_platform.lib.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
@@ -217,4 +218,23 @@ PROJECTIONS = pa.DataFrameSchema(
         ), name="p10 <= p50 <= p90, and never below closed_won"),
     ],
     name="projections",
+)
+
+
+PROJECTION_ACCURACY = pa.DataFrameSchema(
+    _cols(
+        ACCURACY_SCHEMA,
+        {
+            "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
+            "period_start": _required(pl.Date()),
+            "checkpoint_pct": _required(pl.Int64(), pa.Check.isin([25, 50, 75])),
+            "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
+            "method": _required(pl.String(), pa.Check.isin(["model", "B1", "B2", "B3"])),
+            "n": _required(pl.Int64(), pa.Check.ge(1)),
+            "coverage_p10_p90": pa.Column(pl.Float64(), pa.Check.in_range(0, 1), nullable=True),
+        },
+    ),
+    strict=True,
+    unique=["period_type", "period_start", "checkpoint_pct", "level", "method"],
+    name="projection_accuracy",
 )

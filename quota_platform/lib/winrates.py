@@ -68,15 +68,12 @@ SUMMARY_SCHEMA = {
     "pooled_from": pl.String,
 }
 
-# The sampled parameters; R-hat and ESS are taken over all of them.
-FREE_PARAMETERS = (
-    "mu", "slope", "sigma_team", "z_team", "sigma_rep", "z_rep",
-    "sigma_rep_stage", "z_rep_stage", "sigma_period", "z_period",
-)
-
 PRIOR_MU = (-1.0, 1.5)
 PRIOR_SLOPE_SD = 1.0
 PRIOR_SIGMA = 0.5
+# InverseGamma(a, b) on sigma_period**2: median sigma 0.15, 95% in 0.085-0.41. A few periods cannot
+# tell a small common shock from none; the prior keeps projections from promising a calm quarter.
+PRIOR_PERIOD_VARIANCE = (2.0, 0.04)
 
 
 def configure_compile_cache(path: Path) -> None:
@@ -151,6 +148,12 @@ class WinRatePosterior:
     def n_draws(self) -> int:
         return int(self.draws["mu"].shape[0])
 
+    @property
+    def period_shock_sd(self) -> np.ndarray:
+        """(n_draws,) sd of a new period's common logit shock relative to the average of the
+        training periods (which ``mu`` describes): sigma_period * sqrt(1 + 1/n_periods)."""
+        return self.draws["sigma_period"] * np.sqrt(1.0 + 1.0 / max(len(self.periods), 1))
+
     def stage_index(self, stages: Sequence[str]) -> np.ndarray:
         pos = {s: i for i, s in enumerate(self.stages)}
         unknown = sorted({str(s) for s in stages if s not in pos})
@@ -182,8 +185,8 @@ class WinRatePosterior:
         - An unknown stage or bucket raises ValueError naming it.
         - ``n_draws``: None for every posterior draw in order; otherwise a random subset (with
           replacement only if more are asked for than exist), from ``rng``.
-        - ``period_shock``: add one common period effect per draw (sigma_period x N(0, 1)), the
-          same for every item; by default the average period.
+        - ``period_shock``: add one common period effect per draw (``period_shock_sd`` x N(0, 1)),
+          the same for every item; by default the average period.
 
         Pass an int or a Generator as ``rng`` for reproducible output whenever randomness is used.
         """
@@ -221,8 +224,7 @@ class WinRatePosterior:
             t_idx = np.array([team_pos[t] for t, k in zip(team_ids, known_t) if k], dtype=np.int64)
             eta[:, known_t] += dr["team"][sel][:, t_idx, s_idx[known_t]]
         if new_t.any():
-            z = gen.standard_normal((d, len(new_teams), len(self.stages)))
-            effect = dr["sigma_team"][sel][:, None, None] * z
+            effect = _new_team_effects(gen, dr["sigma_team"][sel], len(new_teams), len(self.stages))
             u_idx = np.array([new_team_pos[t] for t, k in zip(team_ids, new_t) if k], dtype=np.int64)
             eta[:, new_t] += effect[:, u_idx, s_idx[new_t]]
 
@@ -235,17 +237,14 @@ class WinRatePosterior:
             r_idx = np.array([rep_pos[r] for r, k in zip(rep_ids, known_r) if k], dtype=np.int64)
             eta[:, known_r] += dr["rep"][sel][:, r_idx, s_idx[known_r]]
         if new_reps:
-            z_main = gen.standard_normal((d, len(new_reps), 1))
-            z_stage = gen.standard_normal((d, len(new_reps), len(self.stages)))
-            effect = (
-                dr["sigma_rep"][sel][:, None, None] * z_main
-                + dr["sigma_rep_stage"][sel][:, None, None] * z_stage
+            effect = _new_rep_effects(
+                gen, dr["sigma_rep"][sel], dr["sigma_rep_stage"][sel], len(new_reps), len(self.stages)
             )
             u_idx = np.array([new_rep_pos[r] for r, k in zip(rep_ids, known_r) if not k], dtype=np.int64)
             eta[:, ~known_r] += effect[:, u_idx, s_idx[~known_r]]
 
         if period_shock:
-            eta += (dr["sigma_period"][sel] * gen.standard_normal(d))[:, None]
+            eta += (self.period_shock_sd[sel] * gen.standard_normal(d))[:, None]
         return eta
 
     def probability_draws(self, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -309,6 +308,22 @@ _OBSERVED_SCHEMA = {
     "rep_id": pl.String, "team_id": pl.String, "stage": pl.String, "close_date_bucket": pl.String,
     "trials": pl.Float64, "wins": pl.Float64,
 }
+
+
+def _new_team_effects(gen: np.random.Generator, sigma_team: np.ndarray, n_teams: int, n_stages: int) -> np.ndarray:
+    """(n_draws, n_teams, n_stages) team x stage effects of teams the fit has not seen."""
+    return sigma_team[:, None, None] * gen.standard_normal((sigma_team.size, n_teams, n_stages))
+
+
+def _new_rep_effects(
+    gen: np.random.Generator, sigma_rep: np.ndarray, sigma_rep_stage: np.ndarray, n_reps: int, n_stages: int
+) -> np.ndarray:
+    """(n_draws, n_reps, n_stages) total effects of reps the fit has not seen: an overall level
+    plus stage deviations summing to zero, as in the model."""
+    z = gen.standard_normal((sigma_rep.size, n_reps, n_stages))
+    z -= z.mean(axis=2, keepdims=True)
+    main = gen.standard_normal((sigma_rep.size, n_reps, 1))
+    return sigma_rep[:, None, None] * main + sigma_rep_stage[:, None, None] * z
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -421,30 +436,41 @@ def fit_win_rates(
     post, diag = _sample(arrays, coords, settings)
 
     n_draws = post["mu"].shape[0]
+    n_p = len(periods)
     gen = np.random.default_rng([settings.seed, 1])
+    a, b = PRIOR_PERIOD_VARIANCE
+    if n_p >= 2:
+        contrast = post["period_contrast"]
+        period = contrast @ _helmert(n_p).T
+        rate = b + 0.5 * np.sum(contrast**2, axis=1)
+        shape = a + (n_p - 1) / 2.0
+    else:
+        period = np.zeros((n_draws, n_p))
+        rate, shape = np.full(n_draws, b), a
     draws: dict[str, np.ndarray] = {
         "mu": post["mu"],
         "slope": post["slope"],
         "sigma_team": post["sigma_team"],
         "sigma_rep": post["sigma_rep"],
         "sigma_rep_stage": post["sigma_rep_stage"],
-        "sigma_period": post["sigma_period"],
-        "period": post["z_period"] if os.environ.get("WR_P") in ("c", "cg") else post["sigma_period"][:, None] * post["z_period"],
+        # the conditional posterior of sigma_period^2 given the period effects: InverseGamma
+        "sigma_period": np.sqrt(rate / gen.gamma(shape, size=n_draws)),
+        "period": period,
     }
-    team = gen.standard_normal((n_draws, len(teams), n_s)) * post["sigma_team"][:, None, None]
-    for t, i in team_pos.items():
-        zt = post["z_team"] if os.environ.get("WR_T") != "zs" else np.swapaxes(post["z_team"], 1, 2)
-        team[:, teams.index(t), :] = post["sigma_team"][:, None] * zt[:, i, :]
-    draws["team"] = team
-    rep = (
-        post["sigma_rep"][:, None, None] * gen.standard_normal((n_draws, len(reps), 1))
-        + post["sigma_rep_stage"][:, None, None] * gen.standard_normal((n_draws, len(reps), n_s))
-    )
+    # known teams and reps from the posterior; roster members without data drawn from the model
+    team = _new_team_effects(gen, draws["sigma_team"], len(teams), n_s)
+    if "z_team" in post:
+        for t, i in team_pos.items():
+            team[:, teams.index(t), :] = post["sigma_team"][:, None] * post["z_team"][:, :, i]
+    else:
+        for t in team_pos:
+            team[:, teams.index(t), :] = 0.0
+    rep = _new_rep_effects(gen, draws["sigma_rep"], draws["sigma_rep_stage"], len(reps), n_s)
     for r, i in rep_pos.items():
-        rep[:, reps.index(r), :] = (
-            post["sigma_rep"][:, None] * post["z_rep"][:, i, None]
-            + post["sigma_rep_stage"][:, None] * post["z_rep_stage"][:, i, :]
+        rep[:, reps.index(r), :] = post["sigma_rep"][:, None] * post["z_rep"][:, i, None] + (
+            post["sigma_rep_stage"][:, None] * post["z_rep_stage"][:, i, :] if "z_rep_stage" in post else 0.0
         )
+    draws["team"] = team
     draws["rep"] = rep
 
     observed = (
@@ -526,47 +552,61 @@ def model_arrays(
     }
 
 
+def _helmert(n: int) -> np.ndarray:
+    """(n, n-1) orthonormal columns, each summing to zero: a basis of zero-sum vectors."""
+    basis = np.zeros((n, max(n - 1, 0)))
+    for j in range(1, n):
+        basis[:j, j - 1] = 1.0
+        basis[j, j - 1] = -float(j)
+        basis[:, j - 1] /= np.sqrt(j * (j + 1.0))
+    return basis
+
+
 def _build_model(arrays: dict[str, np.ndarray], coords: dict[str, list[str]]):
     import pymc as pm
     import pytensor.tensor as pt
 
-    n_s = len(coords["stage"])
+    n_r, n_t, n_s, n_p = (len(coords[k]) for k in ("rep", "team", "stage", "period"))
+    coords = {**coords, "contrast": [f"c{i}" for i in range(max(n_p - 1, 0))]}
     with pm.Model(coords=coords) as model:
         d = {k: pm.Data(k, v) for k, v in arrays.items()}
         mu = pm.Normal("mu", PRIOR_MU[0], PRIOR_MU[1], dims=("stage", "bucket"))
         slope = pm.Normal("slope", 0.0, PRIOR_SLOPE_SD, dims="bucket")
         sigma_team = pm.HalfNormal("sigma_team", PRIOR_SIGMA)
-        if os.environ.get("WR_T") == "zs":
-            z_team = pm.ZeroSumNormal("z_team", sigma=1.0, dims=("stage", "team")).T
-        else:
-            z_team = pm.Normal("z_team", 0.0, 1.0, dims=("team", "stage"))
         sigma_rep = pm.HalfNormal("sigma_rep", PRIOR_SIGMA)
-        z_rep = pm.Normal("z_rep", 0.0, 1.0, dims="rep")
         sigma_rep_stage = pm.HalfNormal("sigma_rep_stage", PRIOR_SIGMA)
-        if os.environ.get("WR_RS") == "zs":
-            z_rep_stage = pm.ZeroSumNormal("z_rep_stage", sigma=1.0, dims=("rep", "stage"))
-        else:
-            z_rep_stage = pm.Normal("z_rep_stage", 0.0, 1.0, dims=("rep", "stage"))
-        if os.environ.get("WR_P") == "cg":
-            sigma_period = pm.Gamma("sigma_period", alpha=2.0, beta=10.0)
-            period_effect = pm.ZeroSumNormal("z_period", sigma=sigma_period, dims="period")
-        else:
-            sigma_period = pm.HalfNormal("sigma_period", PRIOR_SIGMA)
-        if os.environ.get("WR_P") == "cg":
-            pass
-        elif os.environ.get("WR_P") == "nzs":
-            period_effect = sigma_period * pm.ZeroSumNormal("z_period", sigma=1.0, dims="period")
-        elif os.environ.get("WR_P") == "c":
-            period_effect = pm.ZeroSumNormal("z_period", sigma=sigma_period, dims="period")
-        else:
-            period_effect = sigma_period * pm.Normal("z_period", 0.0, 1.0, dims="period")
 
-        team_effect = pt.concatenate([sigma_team * z_team, pt.zeros((1, n_s))], axis=0).flatten()
+        # team x stage, summing to zero over teams in each stage (mu is the average team)
+        if n_t >= 2:
+            team_stage = sigma_team * pm.ZeroSumNormal("z_team", sigma=1.0, dims=("stage", "team")).T
+        else:
+            team_stage = pt.zeros((n_t, n_s))
+        z_rep = pm.Normal("z_rep", 0.0, 1.0, dims="rep")
+        # rep x stage, summing to zero over stages (z_rep is the rep's overall level)
+        if n_s >= 2:
+            rep_stage = sigma_rep_stage * pm.ZeroSumNormal("z_rep_stage", sigma=1.0, dims=("rep", "stage"))
+        else:
+            rep_stage = pt.zeros((n_r, n_s))
+        # period effects summing to zero (mu is the average period), with sigma_period
+        # integrated out: contrasts u in an orthonormal zero-sum basis, u | s ~ N(0, s^2 I),
+        # s^2 ~ InverseGamma(a, b), so u is multivariate t: log p(u) = -(a + k/2) log(b + |u|^2/2).
+        # sigma_period is drawn after sampling from its conditional posterior given u.
+        if n_p >= 2:
+            a, b = PRIOR_PERIOD_VARIANCE
+            contrast = pm.Flat("period_contrast", dims="contrast")
+            pm.Potential(
+                "period_contrast_prior", -(a + (n_p - 1) / 2.0) * pt.log(b + 0.5 * pt.sum(contrast**2))
+            )
+            period_effect = pt.dot(pt.as_tensor(_helmert(n_p)), contrast)
+        else:
+            period_effect = pt.zeros((n_p,))
+
+        team_effect = pt.concatenate([team_stage, pt.zeros((1, n_s))], axis=0).flatten()
         unit_eta = (
             mu.flatten()[d["unit_mu_idx"]]
             + team_effect[d["unit_team_stage_idx"]]
             + sigma_rep * z_rep[d["unit_rep_idx"]]
-            + sigma_rep_stage * z_rep_stage.flatten()[d["unit_rep_stage_idx"]]
+            + rep_stage.flatten()[d["unit_rep_stage_idx"]]
         )
         time_eta = slope[d["time_bucket_idx"]] * d["time_elapsed_c"] + period_effect[d["time_period_idx"]]
         # sum over cells of wins*eta - trials*log(1 + exp(eta)), eta = unit_eta + time_eta:
@@ -590,12 +630,13 @@ def _sample(arrays: dict[str, np.ndarray], coords: dict[str, list[str]], setting
         import pymc as pm
 
     model = _build_model(arrays, coords)
+    free = [rv.name for rv in model.free_RVs]  # R-hat and ESS are taken over all of them
     cores = max(1, min(settings.chains, os.cpu_count() or 1))
     t0 = time.perf_counter()
     if settings.sampler == "nutpie":
         import nutpie
 
-        compiled = nutpie.compile_pymc_model(model, backend="numba", var_names=list(FREE_PARAMETERS))
+        compiled = nutpie.compile_pymc_model(model, backend="numba", var_names=free)
         t1 = time.perf_counter()
         idata = nutpie.sample(
             compiled,
@@ -625,7 +666,7 @@ def _sample(arrays: dict[str, np.ndarray], coords: dict[str, list[str]], setting
             )
     t2 = time.perf_counter()
 
-    posterior = idata.posterior[list(FREE_PARAMETERS)]
+    posterior = idata.posterior[free]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         rhat = az.rhat(posterior)
@@ -690,7 +731,7 @@ def simulate_cells(
     reps_per_team: int | Sequence[int] = 8,
     n_stages: int = 4,
     n_periods: int = 4,
-    observations_per_rep_period: float = 200.0,
+    deals_per_rep_period: float = 75.0,
     seed: int = 0,
     sigma_team: float = 0.3,
     sigma_rep: float = 0.4,
@@ -698,11 +739,12 @@ def simulate_cells(
     sigma_period: float = 0.2,
     reps_without_data: int = 0,
 ) -> SimulatedWinRates:
-    """Cells shaped like :func:`quota_platform.lib.training.win_rate_cells`: per rep, period,
-    stage, bucket and checkpoint a Poisson number of open-deal observations (on average
-    ``observations_per_rep_period`` per rep and period, spread over stages, buckets and the five
-    checkpoints), each a Bernoulli win with the model's probability and each down-weighted to
-    1/k, k uniform on 1..5 (the checkpoints that saw the deal), so trials and wins are fractional.
+    """Cells shaped like :func:`quota_platform.lib.training.win_rate_cells`. Per rep and period a
+    Poisson number of deals (mean ``deals_per_rep_period``), each with a stage and a close-date
+    bucket, open at k consecutive checkpoints (k uniform on 1..5) and won or not once, with the
+    model's probability at the mean elapsed fraction of its checkpoints. Each of its k
+    observations is down-weighted to 1/k as the training cells are, so a deal adds one trial in
+    all, spread fractionally over cells.
 
     Company rates rise with the stage (logit -2.5 .. 0.5) and fall from in_period to overdue to
     later; the elapsed slope is +0.5 in period, -0.5 overdue, -1.5 later. The last
@@ -716,7 +758,8 @@ def simulate_cells(
     periods = [f"quarter:{2024 + p // 4}-{1 + 3 * (p % 4):02d}-01" for p in range(n_periods)]
     rep_team = {f"R{t:03d}_{i:02d}": teams[t] for t in range(n_teams) for i in range(sizes[t])}
     reps = sorted(rep_team)
-    silent = set(sorted(r for r in reps if rep_team[r] == teams[0])[-reps_without_data:]) if reps_without_data else set()
+    team0 = [r for r in reps if rep_team[r] == teams[0]]
+    silent = set(team0[len(team0) - reps_without_data:]) if reps_without_data else set()
 
     n_s, n_b, n_r, n_p = n_stages, len(BUCKETS), len(reps), n_periods
     mu = np.linspace(-2.5, 0.5, n_s)[:, None] + np.array([0.0, -0.7, -1.5])[None, :]
@@ -731,30 +774,46 @@ def simulate_cells(
     bucket_share = np.array([0.5, 0.2, 0.3])
     checkpoints = np.array(CHECKPOINTS)
     n_c = checkpoints.size
-    grid = np.stack(
-        np.meshgrid(np.arange(n_r), np.arange(n_p), np.arange(n_s), np.arange(n_b), np.arange(n_c), indexing="ij"),
-        axis=-1,
-    ).reshape(-1, 5)
-    r_i, p_i, s_i, b_i, c_i = grid.T
-    team_i = np.array([teams.index(rep_team[r]) for r in reps])[r_i]
-    lam = observations_per_rep_period * stage_share[s_i] * bucket_share[b_i] / n_c
-    lam = np.where(np.isin(np.array(reps)[r_i], list(silent)), 0.0, lam)
-    n_obs = gen.poisson(lam)
-    eta = mu[s_i, b_i] + slope[b_i] * (checkpoints[c_i] - 0.5) + team[team_i, s_i] + rep[r_i, s_i] + period[p_i]
-    cell_of = np.repeat(np.arange(grid.shape[0]), n_obs)
-    weight = 1.0 / gen.integers(1, 6, size=cell_of.size)
-    won = gen.random(cell_of.size) < _sigmoid(eta[cell_of])
-    trials = np.bincount(cell_of, weights=weight, minlength=grid.shape[0])
-    wins = np.bincount(cell_of, weights=weight * won, minlength=grid.shape[0])
-    keep = n_obs > 0
+    rep_team_i = np.array([teams.index(rep_team[r]) for r in reps])
+
+    # deals
+    active = np.array([r not in silent for r in reps], dtype=float)
+    per = gen.poisson(deals_per_rep_period * np.repeat(active, n_p))
+    d_rep = np.repeat(np.repeat(np.arange(n_r), n_p), per)
+    d_period = np.repeat(np.tile(np.arange(n_p), n_r), per)
+    n_d = d_rep.size
+    d_stage = gen.choice(n_s, size=n_d, p=stage_share)
+    d_bucket = gen.choice(n_b, size=n_d, p=bucket_share)
+    d_k = gen.integers(1, n_c + 1, size=n_d)
+    d_start = (gen.random(n_d) * (n_c - d_k + 1)).astype(np.int64)
+    d_elapsed = checkpoints[d_start] + (d_k - 1) * (checkpoints[1] - checkpoints[0]) / 2.0
+    eta = (
+        mu[d_stage, d_bucket] + slope[d_bucket] * (d_elapsed - 0.5)
+        + team[rep_team_i[d_rep], d_stage] + rep[d_rep, d_stage] + period[d_period]
+    )
+    d_won = (gen.random(n_d) < _sigmoid(eta)).astype(float)
+
+    # observations: each deal at its k checkpoints, weight 1/k
+    o_deal = np.repeat(np.arange(n_d), d_k)
+    o_check = d_start[o_deal] + (np.arange(o_deal.size) - np.repeat(np.cumsum(d_k) - d_k, d_k))
+    weight = 1.0 / d_k[o_deal]
+    cell = (((d_rep[o_deal] * n_p + d_period[o_deal]) * n_s + d_stage[o_deal]) * n_b + d_bucket[o_deal]) * n_c + o_check
+    n_cells = n_r * n_p * n_s * n_b * n_c
+    trials = np.bincount(cell, weights=weight, minlength=n_cells)
+    wins = np.bincount(cell, weights=weight * d_won[o_deal], minlength=n_cells)
+    keep = np.flatnonzero(trials > 0)
+    r_i, rest = np.divmod(keep, n_p * n_s * n_b * n_c)
+    p_i, rest = np.divmod(rest, n_s * n_b * n_c)
+    s_i, rest = np.divmod(rest, n_b * n_c)
+    b_i, c_i = np.divmod(rest, n_c)
     cells = pl.DataFrame(
         {
-            "rep_id": np.array(reps, dtype=object)[r_i[keep]].tolist(),
-            "team_id": np.array(teams, dtype=object)[team_i[keep]].tolist(),
-            "stage": np.array(stages, dtype=object)[s_i[keep]].tolist(),
-            "close_date_bucket": np.array(BUCKETS, dtype=object)[b_i[keep]].tolist(),
-            "elapsed": checkpoints[c_i[keep]],
-            "period_id": np.array(periods, dtype=object)[p_i[keep]].tolist(),
+            "rep_id": np.array(reps, dtype=object)[r_i].tolist(),
+            "team_id": np.array(teams, dtype=object)[rep_team_i[r_i]].tolist(),
+            "stage": np.array(stages, dtype=object)[s_i].tolist(),
+            "close_date_bucket": np.array(BUCKETS, dtype=object)[b_i].tolist(),
+            "elapsed": checkpoints[c_i],
+            "period_id": np.array(periods, dtype=object)[p_i].tolist(),
             "trials": trials[keep],
             "wins": np.minimum(wins[keep], trials[keep]),
         },

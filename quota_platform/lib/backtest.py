@@ -1,0 +1,247 @@
+"""Scoring projections on closed periods: how close and how honest they were, against baselines.
+
+For every closed period and checkpoint (25%, 50% and 75% of its days), each projection row made on
+the checkpoint day is compared with the same row's closed_won at the end of the period, as known on
+the period's last day. Per period x checkpoint x level x method:
+
+- ``wape``: sum |P50 - actual| / sum actual; ``bias``: sum (P50 - actual) / sum actual.
+- ``coverage_p10_p90``: share of actuals inside [P10, P90]; ``below_p10`` and ``above_p90``: the
+  tails (an honest 80% interval has 80% inside and 10% in each tail).
+- ``crps``: mean continuous ranked probability score, from the stored quantile grid
+  (2 x the mean pinball loss over the grid's levels); for a point forecast, the absolute error.
+- ``brier``: mean (P(at risk) - at risk)^2 where at risk means attainment below 80% at period end;
+  ``base_rate`` is the share of rows that ended at risk, and ``brier_skill`` = 1 - brier / (base
+  rate x (1 - base rate)), the skill against always forecasting the base rate.
+
+Methods: ``model`` (the platform's projections), ``B1`` (closed + open pipeline due by period end
+x OpportunityStage.DefaultProbability), ``B2`` (closed + the same pipeline x the team's historical
+in-period conversion rate), ``B3`` (linear pacing: closed / share of the period elapsed). Baselines
+are point forecasts: they get WAPE, bias, CRPS (= mean absolute error) and a 0/1 at-risk Brier.
+Manager and company baselines are sums of their reps'.
+
+``sum_abs_error``, ``sum_error`` and ``sum_actual`` are kept so that pooled figures over many
+periods can be computed exactly (:func:`pooled`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from quota_platform.lib.attainment import COMPANY_ID, REP
+from quota_platform.lib.projection import AT_RISK_PCT, QUANTILE_GRID
+from quota_platform.lib.training import Period
+
+CHECKPOINTS = (0.25, 0.50, 0.75)
+METHODS = ("model", "B1", "B2", "B3")
+KEYS = ["period_type", "period_start", "period_end", "quota_type", "product_family"]
+
+ACCURACY_SCHEMA = {
+    "period_type": pl.String(),
+    "period_start": pl.Date(),
+    "checkpoint_pct": pl.Int64(),
+    "level": pl.String(),
+    "method": pl.String(),
+    "n": pl.Int64(),
+    "wape": pl.Float64(),
+    "bias": pl.Float64(),
+    "coverage_p10_p90": pl.Float64(),
+    "below_p10": pl.Float64(),
+    "above_p90": pl.Float64(),
+    "crps": pl.Float64(),
+    "brier": pl.Float64(),
+    "base_rate": pl.Float64(),
+    "brier_skill": pl.Float64(),
+    "sum_abs_error": pl.Float64(),
+    "sum_error": pl.Float64(),
+    "sum_actual": pl.Float64(),
+    "checkpoint_date": pl.Date(),
+}
+
+
+def checkpoint_dates(period_type: str, start: date, end: date) -> dict[int, date]:
+    period = Period(period_type, start, end)
+    return {round(100 * f): period.checkpoint(f) for f in CHECKPOINTS}
+
+
+def checkpoint_rows(projections: pl.DataFrame) -> pl.DataFrame:
+    """The projection rows made on a checkpoint day of their period, with checkpoint_pct."""
+    periods = projections.select("period_type", "period_start", "period_end").unique()
+    table = pl.DataFrame(
+        [
+            (r["period_type"], r["period_start"], pct, day)
+            for r in periods.iter_rows(named=True)
+            for pct, day in checkpoint_dates(r["period_type"], r["period_start"], r["period_end"]).items()
+        ],
+        schema={"period_type": pl.String, "period_start": pl.Date, "checkpoint_pct": pl.Int64, "as_of_date": pl.Date},
+        orient="row",
+    )
+    return projections.join(table, on=["period_type", "period_start", "as_of_date"])
+
+
+def actual_outcomes(attainment: pl.DataFrame) -> pl.DataFrame:
+    """closed_won on each period's last day, per level, entity and period keys."""
+    return attainment.filter(pl.col("as_of_date") == pl.col("period_end")).select(
+        "level", "entity_id", *KEYS, pl.col("closed_won").alias("actual"), pl.col("quota").alias("actual_quota")
+    )
+
+
+def baseline_forecasts(
+    rows: pl.DataFrame,
+    pipeline: pl.DataFrame,
+    hierarchy: pl.DataFrame,
+    stage_probability: dict[str, float],
+    team_rates: pl.DataFrame,
+    teams: pl.DataFrame,
+) -> pl.DataFrame:
+    """B1, B2 and B3 point forecasts for checkpoint rows of every level. ``rows`` are checkpoint
+    projection rows (closed_won, quota, pacing inputs); ``pipeline`` open_pipeline rows of the
+    checkpoint days; ``team_rates`` (period_type, team_id, rate) with a ``team_id`` null row for
+    the company rate; ``teams`` rep_id -> team_id."""
+    reps = rows.filter(pl.col("level") == REP)
+    due = pipeline.filter(pl.col("credit_type") == "revenue").join(
+        reps.select("as_of_date", pl.col("entity_id").alias("rep_id"), "quota_type", "product_family", "period_type", "period_end"),
+        on=["as_of_date", "rep_id", "quota_type", "product_family"],
+        nulls_equal=True,
+    ).filter(pl.col("close_date") <= pl.col("period_end"))
+    probability = pl.DataFrame(
+        {"stage_name": list(stage_probability), "_p": list(stage_probability.values())},
+        schema={"stage_name": pl.String, "_p": pl.Float64},
+    )
+    company_rate = team_rates.filter(pl.col("team_id").is_null()).select("period_type", pl.col("rate").alias("_company"))
+    due = (
+        due.join(probability, on="stage_name", how="left")
+        .join(teams.rename({"rep_id": "owner_id"}), on="owner_id", how="left")
+        .join(team_rates.filter(pl.col("team_id").is_not_null()), on=["period_type", "team_id"], how="left")
+        .join(company_rate, on="period_type", how="left")
+        .with_columns(
+            (pl.col("credit_usd") * pl.col("_p").fill_null(0.0)).alias("_b1"),
+            (pl.col("credit_usd") * pl.coalesce("rate", "_company", pl.lit(0.0))).alias("_b2"),
+        )
+        .group_by("as_of_date", "rep_id", "quota_type", "product_family", "period_type")
+        .agg(pl.col("_b1").sum(), pl.col("_b2").sum())
+    )
+    rep_b = reps.join(
+        due.rename({"rep_id": "entity_id"}),
+        on=["as_of_date", "entity_id", "quota_type", "product_family", "period_type"],
+        how="left",
+        nulls_equal=True,
+    ).with_columns(
+        (pl.col("closed_won") + pl.col("_b1").fill_null(0.0)).alias("B1"),
+        (pl.col("closed_won") + pl.col("_b2").fill_null(0.0)).alias("B2"),
+    )
+    # Managers and the company: the sums of their reps' baselines (all three are linear).
+    ancestors = hierarchy.filter(pl.col("distance") >= 1).select(
+        "snapshot_month", pl.col("user_id").alias("entity_id"), "ancestor_id"
+    )
+    rep_b = rep_b.with_columns(pl.col("as_of_date").dt.truncate("1mo").alias("snapshot_month"))
+    pieces = [rep_b.select("as_of_date", pl.lit(REP).alias("level"), "entity_id", *KEYS, "B1", "B2")]
+    pieces.append(
+        rep_b.join(ancestors, on=["snapshot_month", "entity_id"])
+        .group_by("as_of_date", pl.col("ancestor_id").alias("entity_id"), *KEYS)
+        .agg(pl.col("B1").sum(), pl.col("B2").sum())
+        .select("as_of_date", pl.lit("manager").alias("level"), "entity_id", *KEYS, "B1", "B2")
+    )
+    pieces.append(
+        rep_b.group_by("as_of_date", *KEYS)
+        .agg(pl.col("B1").sum(), pl.col("B2").sum())
+        .select("as_of_date", pl.lit("company").alias("level"), pl.lit(COMPANY_ID).alias("entity_id"), *KEYS, "B1", "B2")
+    )
+    linear = ((pl.col("as_of_date") - pl.col("period_start")).dt.total_days() + 1) / (
+        (pl.col("period_end") - pl.col("period_start")).dt.total_days() + 1
+    )
+    return rows.join(
+        pl.concat(pieces, how="vertical_relaxed"),
+        on=["as_of_date", "level", "entity_id", *KEYS],
+        how="left",
+        nulls_equal=True,
+    ).with_columns(
+        pl.col("B1").fill_null(pl.col("closed_won")),
+        pl.col("B2").fill_null(pl.col("closed_won")),
+        (pl.col("closed_won") / linear).alias("B3"),
+    )
+
+
+def score(rows: pl.DataFrame) -> pl.DataFrame:
+    """Metrics per period x checkpoint x level x method from checkpoint rows joined with their
+    actual outcome (columns of :func:`baseline_forecasts` plus ``actual``)."""
+    rows = rows.filter(pl.col("actual").is_not_null())
+    if rows.is_empty():
+        return pl.DataFrame(schema=ACCURACY_SCHEMA)
+    actual = rows["actual"].to_numpy()
+    quota = rows["quota"].to_numpy()
+    has_quota = quota > 0
+    at_risk = np.where(has_quota, actual < AT_RISK_PCT / 100.0 * np.where(has_quota, quota, 1.0), np.nan)
+    quantiles = np.array(rows["projected_quantiles"].to_list(), dtype=float)
+    levels = np.array(QUANTILE_GRID)
+    pinball = np.maximum(levels[None, :] * (actual[:, None] - quantiles), (levels[None, :] - 1) * (actual[:, None] - quantiles))
+    crps_model = 2.0 * pinball.mean(axis=1)
+    per_method = []
+    for method in METHODS:
+        if method == "model":
+            point = rows["projected_p50"].to_numpy()
+            p10, p90 = rows["projected_p10"].to_numpy(), rows["projected_p90"].to_numpy()
+            crps = crps_model
+            prob = rows["prob_at_risk"].fill_null(np.nan).to_numpy()
+        else:
+            point = rows[method].to_numpy()
+            p10 = p90 = np.full(point.shape, np.nan)
+            crps = np.abs(point - actual)
+            prob = np.where(has_quota, (point < AT_RISK_PCT / 100.0 * np.where(has_quota, quota, 1.0)).astype(float), np.nan)
+        per_method.append(
+            rows.select("period_type", "period_start", "checkpoint_pct", "level", pl.col("as_of_date").alias("checkpoint_date")).with_columns(
+                pl.lit(method).alias("method"),
+                pl.Series("_err", point - actual),
+                pl.Series("_actual", actual),
+                pl.Series("_inside", np.where(np.isnan(p10), np.nan, ((p10 <= actual) & (actual <= p90)).astype(float))),
+                pl.Series("_below", np.where(np.isnan(p10), np.nan, (actual < p10).astype(float))),
+                pl.Series("_above", np.where(np.isnan(p90), np.nan, (actual > p90).astype(float))),
+                pl.Series("_crps", crps),
+                pl.Series("_brier", (prob - at_risk) ** 2),
+                pl.Series("_risk", at_risk),
+            )
+        )
+    long = pl.concat(per_method).with_columns(pl.col(c).fill_nan(None) for c in ("_inside", "_below", "_above", "_brier", "_risk"))
+    grouped = long.group_by("period_type", "period_start", "checkpoint_pct", "level", "method").agg(
+        pl.len().cast(pl.Int64).alias("n"),
+        pl.col("_err").abs().sum().alias("sum_abs_error"),
+        pl.col("_err").sum().alias("sum_error"),
+        pl.col("_actual").sum().alias("sum_actual"),
+        pl.col("_inside").mean().alias("coverage_p10_p90"),
+        pl.col("_below").mean().alias("below_p10"),
+        pl.col("_above").mean().alias("above_p90"),
+        pl.col("_crps").mean().alias("crps"),
+        pl.col("_brier").mean().alias("brier"),
+        pl.col("_risk").mean().alias("base_rate"),
+        pl.col("checkpoint_date").first(),
+    )
+    return with_ratios(grouped).select(list(ACCURACY_SCHEMA)).cast(ACCURACY_SCHEMA).sort(
+        "period_type", "period_start", "checkpoint_pct", "level", "method"
+    )
+
+
+def with_ratios(frame: pl.DataFrame) -> pl.DataFrame:
+    actual = pl.col("sum_actual")
+    reference = pl.col("base_rate") * (1 - pl.col("base_rate"))
+    return frame.with_columns(
+        pl.when(actual > 0).then(pl.col("sum_abs_error") / actual).alias("wape"),
+        pl.when(actual > 0).then(pl.col("sum_error") / actual).alias("bias"),
+        pl.when(reference > 0).then(1 - pl.col("brier") / reference).alias("brier_skill"),
+    )
+
+
+def pooled(accuracy: pl.DataFrame) -> pl.DataFrame:
+    """Figures over every period scored, per period type x checkpoint x level x method: sums for
+    WAPE and bias, n-weighted means for coverage, tails, CRPS and Brier."""
+    weighted = lambda c: ((pl.col(c) * pl.col("n")).sum() / pl.col("n").filter(pl.col(c).is_not_null()).sum()).fill_nan(None).alias(c)  # noqa: E731
+    out = accuracy.group_by("period_type", "checkpoint_pct", "level", "method").agg(
+        pl.col("period_start").n_unique().alias("periods"),
+        pl.col("n").sum(),
+        pl.col("sum_abs_error").sum(),
+        pl.col("sum_error").sum(),
+        pl.col("sum_actual").sum(),
+        *[weighted(c) for c in ("coverage_p10_p90", "below_p10", "above_p90", "crps", "brier", "base_rate")],
+    )
+    return with_ratios(out).sort("period_type", "checkpoint_pct", "level", "method")
