@@ -121,7 +121,8 @@ def test_ui_loads_every_asset_and_check(ui):
                 "assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }")["assetNodes"]
     by_name = {n["assetKey"]["path"][0]: n for n in nodes}
     assert set(RAW) | {"org_hierarchy", "quota_snapshots", "quota_snapshots_quarantine", "credited_bookings",
-                       "credited_bookings_quarantine", "attainment"} == set(by_name)
+                       "credited_bookings_quarantine", "attainment", "open_pipeline", "open_pipeline_quarantine",
+                       "win_rate_posteriors", "projection_model", "projections", "projection_accuracy"} == set(by_name)
     checks = {c["name"]: c["blocking"] for c in by_name["attainment"]["assetChecksOrError"]["checks"]}
     assert checks == {"schema": True, "rollups_equal_sum_of_reps": True, "credits_without_quota": False}
     assert by_name["attainment"]["isPartitioned"] and not by_name["raw_user"]["isPartitioned"]

@@ -239,7 +239,7 @@ def project(
     return (
         out.with_columns(
             pl.col("projected_pct_p50").map_batches(
-                lambda s: pl.Series(simulation.status_tier(s.fill_null(np.nan).to_numpy()), dtype=pl.String),
+                lambda s: pl.Series(simulation.status_tier(s.fill_null(np.nan).to_numpy()).tolist(), dtype=pl.String),
                 return_dtype=pl.String,
             ).alias("status"),
             (pl.col("projected_pct_p50") < AT_RISK_PCT).alias("at_risk"),
