@@ -2,6 +2,7 @@
 
     quota-platform refresh --as-of 2025-03-31
     quota-platform demo-data --out .quota_platform/demo_org --as-of 2025-03-31 --seed 7
+    quota-platform import-maven --out .quota_platform/maven_org
 """
 
 from __future__ import annotations
@@ -90,6 +91,28 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_maven(args: argparse.Namespace) -> int:
+    from importlib.resources import as_file, files
+
+    from quota_platform.lib.importers.maven import import_maven
+
+    started = time.perf_counter()
+    packaged = files("quota_platform") / "data" / "maven_crm"
+    try:
+        if args.src:
+            summary = import_maven(Path(args.src), Path(args.out), quota_uplift=args.quota_uplift)
+        else:
+            with as_file(packaged) as src:
+                summary = import_maven(Path(src), Path(args.out), quota_uplift=args.quota_uplift)
+    except (OSError, ValueError) as exc:
+        print(f"quota-platform import-maven: {exc}", file=sys.stderr)
+        return 1
+    for line in summary.lines():
+        print(line)
+    print(f"Imported in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quota-platform",
@@ -108,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--as-of", type=_iso_date, default=date.today(), help="YYYY-MM-DD (default today)")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=_demo_data)
+    maven = sub.add_parser("import-maven", help="write the Maven CRM sample (public domain) as the contract's object files")
+    maven.add_argument("--out", required=True, help="folder to write the object files into")
+    maven.add_argument("--src", default=None, help="folder holding the Maven CSV files (default: the packaged copy)")
+    maven.add_argument("--quota-uplift", type=float, default=1.0, help="multiplier on derived quotas (default 1.0)")
+    maven.set_defaults(func=_import_maven)
     return parser
 
 

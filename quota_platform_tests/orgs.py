@@ -194,6 +194,7 @@ def platform_env(mp: pytest.MonkeyPatch, source_dir: Path, work_dir: Path,
     mp.setenv("QUOTA_PLATFORM_DUCKDB", str(db))
     mp.setenv("QUOTA_PLATFORM_START_DATE", start_date)
     mp.setenv("DAGSTER_HOME", str(home))
+    mp.setenv("QUOTA_PLATFORM_HOME", str(work_dir / "platform_home"))
     return db
 
 

@@ -152,7 +152,7 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
                 diagnostics.append({"snapshot_month": month, "period_type": period_type, **info})
         summary = pl.concat(summaries, how="vertical_relaxed")
         diag = pl.DataFrame(diagnostics)
-        fitted = diag.filter(pl.col("trials") > 0) if "trials" in diag.columns else diag.clear()
+        fitted = diag.filter(pl.col("max_rhat").is_not_null()) if "max_rhat" in diag.columns else pl.DataFrame()
         metadata = {"rows": summary.height, "fits": fitted.height}
         if fitted.height:
             metadata.update(

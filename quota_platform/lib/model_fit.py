@@ -4,6 +4,7 @@ month began. Nothing created on or after the month's first day reaches the fit."
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import polars as pl
@@ -25,6 +26,39 @@ from quota_platform.lib.winrates import SUMMARY_SCHEMA, FitSettings, fit_win_rat
 
 POSTERIOR_SCHEMA = {"snapshot_month": pl.Date(), "period_type": pl.String(), **SUMMARY_SCHEMA}
 
+# Below this many (weighted) training observations a period type is not fitted: a hierarchical
+# model on a handful of deals is all prior, and its sampler struggles with the funnel such thin
+# data leave. Projections then use the stages' default probabilities (docs/decisions.md).
+MIN_FIT_TRIALS = 200.0
+
+
+def converged(diagnostics: dict) -> bool:
+    return diagnostics.get("max_rhat", 99.0) <= 1.01 and diagnostics.get("divergences", 1.0) == 0
+
+
+def fit_until_converged(cells: pl.DataFrame, settings: FitSettings, roster: pl.DataFrame, log=lambda _: None):
+    """Fit; if the sampler has not converged (R-hat > 1.01 or divergences), fit once more with
+    twice the tuning and draws, a higher target acceptance and another seed, and keep the better
+    of the two. The caller's blocking check still fails if neither converged."""
+    posterior = fit_win_rates(cells, settings, roster=roster)
+    if converged(posterior.diagnostics):
+        return posterior
+    log(
+        f"not converged (max R-hat {posterior.diagnostics['max_rhat']:.3f}, "
+        f"{posterior.diagnostics['divergences']:.0f} divergences): fitting again with longer tuning"
+    )
+    retry = fit_win_rates(
+        cells,
+        dataclasses.replace(
+            settings, tune=2 * settings.tune, draws=2 * settings.draws,
+            target_accept=max(settings.target_accept, 0.97), seed=settings.seed + 1,
+        ),
+        roster=roster,
+    )
+    if converged(retry.diagnostics) or retry.diagnostics["max_rhat"] < posterior.diagnostics["max_rhat"]:
+        return retry
+    return posterior
+
 
 def fit_projection_model(
     snapshot_month: date,
@@ -37,6 +71,7 @@ def fit_projection_model(
     teams: pl.DataFrame,
     inputs: CreditInputs,
     fit_settings: FitSettings = FitSettings(),
+    min_trials: float = MIN_FIT_TRIALS,
     log=lambda _: None,
 ) -> tuple[ProjectionModel, pl.DataFrame]:
     """``teams`` maps every current rep (rep_id) to its team (team_id: the direct manager as
@@ -49,8 +84,8 @@ def fit_projection_model(
         periods = training_periods(snapshot_month, window_months, period_type, inputs.rules.calendar)
         cells = win_rate_cells(opps, hist, flags, teams, periods)
         info = {"training_periods": len(periods), "trials": float(cells["trials"].sum() or 0.0)}
-        if info["trials"] > 0:
-            posterior = fit_win_rates(cells, fit_settings, roster=teams)
+        if info["trials"] >= min_trials:
+            posterior = fit_until_converged(cells, fit_settings, teams, log)
             win_rates[period_type] = posterior
             info.update(posterior.diagnostics)
             summaries.append(
@@ -63,7 +98,10 @@ def fit_projection_model(
                 f"max R-hat {posterior.diagnostics['max_rhat']:.3f}, {posterior.diagnostics['divergences']:.0f} divergences"
             )
         else:
-            log(f"{period_type}: no training data before {snapshot_month}; projections use stage probabilities")
+            log(
+                f"{period_type}: {info['trials']:.0f} training observations before {snapshot_month} "
+                f"(fewer than {min_trials:.0f}); projections use stage probabilities"
+            )
         new_deals[period_type] = fit_new_deals(new_deal_history(opps, hist, flags, periods, inputs), teams)
         pacing[period_type] = pacing_curve(_won_in_periods(opps, hist, flags, periods, inputs))
         diagnostics[period_type] = info
