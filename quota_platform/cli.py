@@ -26,42 +26,44 @@ def _progress(line: str) -> None:
     print(line, flush=True)
 
 
-def _refresh(args: argparse.Namespace) -> int:
-    from quota_platform.refresh import RefreshError, refresh
+def _run(command: str, intro: str, work) -> tuple[int, object]:
+    """Load the settings, print what runs against what, run ``work(settings)``; a settings or
+    refresh error becomes a message and an exit code (2 for settings, 1 for a failed run)."""
+    from quota_platform.refresh import RefreshError
     from quota_platform.settings import Settings
 
     try:
         settings = Settings.from_env()
     except ValueError as exc:
         print(f"quota-platform: {exc}", file=sys.stderr)
-        return 2
-    print(f"Refreshing as of {args.as_of}: source {settings.source_dir} -> warehouse {settings.duckdb_path}")
+        return 2, None
+    print(f"{intro}: source {settings.source_dir} -> warehouse {settings.duckdb_path}")
     started = time.perf_counter()
     try:
-        refresh(args.as_of, settings, progress=_progress)
+        work(settings)
     except RefreshError as exc:
-        print(f"quota-platform refresh failed:\n{exc}", file=sys.stderr)
-        return 1
-    print(f"Refreshed in {time.perf_counter() - started:.1f}s. Tables in schema quota_platform of {settings.duckdb_path}")
-    return 0
+        print(f"quota-platform {command} failed:\n{exc}", file=sys.stderr)
+        return 1, settings
+    print(f"Done in {time.perf_counter() - started:.1f}s. Tables in schema quota_platform of {settings.duckdb_path}")
+    return 0, settings
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from quota_platform.refresh import refresh
+
+    code, _ = _run("refresh", f"Refreshing as of {args.as_of}", lambda s: refresh(args.as_of, s, progress=_progress))
+    return code
 
 
 def _backtest(args: argparse.Namespace) -> int:
     from quota_platform.lib.backtest import pooled
-    from quota_platform.refresh import RefreshError, backtest
-    from quota_platform.settings import Settings
+    from quota_platform.refresh import backtest
 
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:
-        print(f"quota-platform: {exc}", file=sys.stderr)
-        return 2
-    print(f"Backtest {args.start} .. {args.end}: source {settings.source_dir} -> warehouse {settings.duckdb_path}")
-    try:
-        backtest(args.start, args.end, settings, progress=_progress)
-    except RefreshError as exc:
-        print(f"quota-platform backtest failed:\n{exc}", file=sys.stderr)
-        return 1
+    code, settings = _run(
+        "backtest", f"Backtest {args.start} .. {args.end}", lambda s: backtest(args.start, args.end, s, progress=_progress)
+    )
+    if code:
+        return code
     import duckdb
     import polars as pl
 
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Dagster marks backfill_policy as beta; the warning says nothing a user of the CLI can act on.
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    # PyTensor's C backend is not used by the nutpie sampler, so a missing BLAS costs nothing here.
+    warnings.filterwarnings("ignore", message=".*PyTensor could not link to a BLAS.*")
     args = build_parser().parse_args(argv)
     return args.func(args)
 
