@@ -35,7 +35,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@echo
 	@echo "Demo org:   $(QUOTA_PLATFORM_SOURCE_DIR) (Salesforce-shaped files; generating truth in _truth/)"
 	@echo "Warehouse:  $(QUOTA_PLATFORM_DUCKDB), schema quota_platform"
-	@echo "            e.g. $(BIN)/python -c \"import duckdb; print(duckdb.connect('$(QUOTA_PLATFORM_DUCKDB)', read_only=True).sql(\\\"select level, entity_name, period_type, quota_type, round(attainment_pct,1) pct, pace_status from quota_platform.attainment where level <> 'rep' order by 1,2,3,4\\\"))\""
+	@echo "            e.g. $(BIN)/python -c \"import duckdb; print(duckdb.connect('$(QUOTA_PLATFORM_DUCKDB)', read_only=True).sql(\\\"select level, entity_name, period_type, quota_type, product_family, round(attainment_pct,1) pct, pace_status from quota_platform.attainment where level <> 'rep' order by all\\\"))\""
 	@echo "Dagster UI: make ui, then open http://127.0.0.1:3000"
 
 test: $(STAMP)
