@@ -38,7 +38,6 @@ def _raw_asset(object_name: str) -> dg.AssetsDefinition:
             f"; fields {fields}), typed by the data contract."
         ),
         check_specs=[dg.AssetCheckSpec("schema", asset=name, blocking=True)],
-        retry_policy=None,
     )
     def _asset(context: dg.AssetExecutionContext, crm: CrmSource):
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from quota_platform.lib.contract import ContractError
+
 RATE_COL = "conversion_rate"
 
 
@@ -68,8 +70,6 @@ def missing_rate_problem(currency_col: str, date_col: str, known: list[str]) -> 
 
 def validate_rates(rates: pl.DataFrame) -> None:
     """A rate of zero or below would divide by zero or flip signs: stop with the row named."""
-    from quota_platform.lib.contract import ContractError
-
     bad = rates.filter(pl.col("ConversionRate").is_null() | (pl.col("ConversionRate") <= 0))
     if not bad.is_empty():
         row = bad.row(0, named=True)

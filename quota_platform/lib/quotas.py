@@ -106,7 +106,7 @@ def resolve_periods(
                 misaligned,
                 object="ForecastingQuota",
                 id_col="Id",
-                field=("PeriodId"),
+                field="PeriodId",
                 problem=pl.format(
                     "period {} starting {} is not a fiscal {} (check QUOTA_PLATFORM_FISCAL_YEAR_START_MONTH)",
                     pl.col("PeriodId").fill_null("(none: quarter from StartDate)"),
