@@ -237,3 +237,15 @@ def test_configure_compile_cache_refuses_after_import(posterior, tmp_path):
     instead of silently compiling into the old directory."""
     with pytest.raises(RuntimeError, match="before anything imports pytensor"):
         wr.configure_compile_cache(tmp_path / "elsewhere")
+
+
+def test_same_seed_gives_the_same_draws_and_shocks_for_any_items(sim, posterior):
+    """Projections combine calls for different deals draw by draw: with one seed, the selected
+    posterior draws and the common period shock must not depend on which reps (known or new)
+    a call asks about."""
+    rep = sim.reps[0]
+    alone = posterior.logit_draws([rep], [sim.rep_team[rep]], ["S1"], ["in_period"], 0.5,
+                                  n_draws=50, rng=7, period_shock=True)
+    with_new = posterior.logit_draws([rep, "NEW", "NEW2"], [sim.rep_team[rep], "TX", "T001"], ["S1", "S2", "S0"],
+                                     ["in_period", "later", "overdue"], 0.5, n_draws=50, rng=7, period_shock=True)
+    np.testing.assert_array_equal(alone[:, 0], with_new[:, 0])

@@ -216,7 +216,9 @@ class WinRatePosterior:
         - ``period_shock``: add one common period effect per draw (``period_shock_sd`` x N(0, 1)),
           the same for every item; by default the average period.
 
-        Pass an int or a Generator as ``rng`` for reproducible output whenever randomness is used.
+        Pass an int or a Generator as ``rng`` for reproducible output whenever randomness is used;
+        with the same seed and ``n_draws`` every call selects the same posterior draws and the
+        same period shocks, so calls for different items can be combined draw by draw.
         """
         n = len(rep_ids)
         if not (len(team_ids) == len(stages) == len(buckets) == n):
@@ -239,6 +241,9 @@ class WinRatePosterior:
             sel = gen.choice(total, size=n_draws, replace=n_draws > total)
         d = sel.size
         dr = self.draws
+        # drawn before anything that depends on the items, so that one seed gives the same draws
+        # and the same shocks in every call, whatever reps and teams are asked about
+        shock = self.period_shock_sd[sel] * gen.standard_normal(d) if period_shock else None
 
         rows = sel[:, None]  # index draws and items together: no copy of whole draw arrays
         eta = dr["mu"][rows, s_idx, b_idx] + dr["slope"][rows, b_idx] * (e - 0.5)
@@ -272,8 +277,8 @@ class WinRatePosterior:
             u_idx = np.array([new_rep_pos[r] for r, k in zip(rep_ids, known_r) if not k], dtype=np.int64)
             eta[:, ~known_r] += effect[:, u_idx, s_idx[~known_r]]
 
-        if period_shock:
-            eta += (self.period_shock_sd[sel] * gen.standard_normal(d))[:, None]
+        if shock is not None:
+            eta += shock[:, None]
         return eta
 
     def probability_draws(self, *args: Any, **kwargs: Any) -> np.ndarray:
