@@ -22,7 +22,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from quota_platform.lib import simulation
-from quota_platform.lib.attainment import COMPANY, COMPANY_ID, MANAGER, REP
+from quota_platform.lib.attainment import ATTAINMENT_SCHEMA, COMPANY, COMPANY_ID, MANAGER, REP
 from quota_platform.lib.crediting import REVENUE
 from quota_platform.lib.newdeals import NewDealModel, draw_new_bookings
 from quota_platform.lib.pacing import share_at
@@ -31,19 +31,13 @@ from quota_platform.lib.training import close_date_bucket
 AT_RISK_PCT = 80.0
 QUANTILE_GRID = tuple(round(q, 2) for q in np.arange(0.05, 0.96, 0.05))
 
+# The attainment row's identity and figures, then the projection's own columns.
+_FROM_ATTAINMENT = (
+    "as_of_date", "level", "entity_id", "entity_name", "parent_id", "period_type", "period_start",
+    "period_end", "quota_type", "product_family", "quota", "closed_won",
+)
 PROJECTION_SCHEMA = {
-    "as_of_date": pl.Date(),
-    "level": pl.String(),
-    "entity_id": pl.String(),
-    "entity_name": pl.String(),
-    "parent_id": pl.String(),
-    "period_type": pl.String(),
-    "period_start": pl.Date(),
-    "period_end": pl.Date(),
-    "quota_type": pl.String(),
-    "product_family": pl.String(),
-    "quota": pl.Float64(),
-    "closed_won": pl.Float64(),
+    **{name: ATTAINMENT_SCHEMA[name] for name in _FROM_ATTAINMENT},
     "open_pipeline_usd": pl.Float64(),
     "open_deals": pl.Int64(),
     "expected_from_pipeline": pl.Float64(),
