@@ -628,7 +628,7 @@ def _softplus_sum_op():
     from hashlib import sha256
 
     import pytensor.tensor as pt
-    from pytensor.gradient import grad_undefined
+    from pytensor.gradient import grad_not_implemented, grad_undefined
     from pytensor.graph.basic import Apply
     from pytensor.graph.op import Op
     from pytensor.link.numba.dispatch.basic import register_funcify_and_cache_key
@@ -655,7 +655,12 @@ def _softplus_sum_op():
             from pytensor.gradient import DisconnectedType
 
             if not all(isinstance(g.type, DisconnectedType) for g in output_grads[1:]):
-                raise NotImplementedError("SoftplusSum: only the sum (output 0) is differentiable")
+                # PyTensor's own marker: a graph that goes on to use such a gradient fails there,
+                # naming this Op. Only the sum (output 0) has a gradient; the sampler needs no more.
+                return [
+                    grad_not_implemented(self, i, x, "only the sum (output 0) of SoftplusSum is differentiable")
+                    for i, x in enumerate(inputs)
+                ]
             _, grad_unit, grad_time = self(*inputs)
             return [
                 output_grads[0] * grad_unit,
