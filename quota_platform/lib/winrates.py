@@ -1,12 +1,13 @@
 """Hierarchical Bayesian win rates: P(an open deal is won within the current period), per rep,
-stage and close-date bucket, as a function of how far through the period the snapshot was taken.
+stage, deal class and close-date bucket, as a function of how far through the period the snapshot
+was taken.
 
 Training data are the aggregated, down-weighted binomial counts of
 :func:`quota_platform.lib.training.win_rate_cells`. The model, on the logit scale, for a cell of
-rep r (in team t at the time), stage s, close-date bucket b, elapsed fraction e and training
-period p::
+rep r (in team t at the time), stage s, deal class c, close-date bucket b, elapsed fraction e
+and training period p::
 
-    eta = mu[s, b] + slope[b] * (e - 0.5)
+    eta = mu[s, c, b] + slope[c, b] * (e - 0.5)
           + sigma_team * z_team[t, s]                                   team x stage
           + sigma_rep * z_rep[r] + sigma_rep_stage * z_rep_stage[r, s]   rep, rep x stage
           + period[p]                                                   common shock of a period
@@ -20,11 +21,19 @@ period p::
     period = zero-sum, period | sigma_period ~ N(0, sigma_period^2),
              sigma_period^2 ~ InverseGamma(2, 0.04)   (median sigma_period 0.15)
 
+Deal classes (new business, expansion, renewal, ...: the optional ``deal_class`` column of the
+cells, one class "all" without it) convert at very different rates, so the company baseline and
+its elapsed slope are per class; pooling the classes would make a projection wrong whenever the
+mix of classes in the pipeline shifts. The team, rep and period effects are shared by the
+classes: a rep good at renewals is taken to be good at new business by the same logit margin.
+The classes have no pooling between them (each mu[s, c, b] has its own prior); a class unknown
+to the model is predicted with the average of the known classes' baselines and slopes.
+
 Team and rep effects are non-centred (a standard normal times its scale), which samples well on
 aggregated counts. The zero sums make the split between levels exact instead of leaving it to
-the priors, which the sampler would otherwise have to explore as long ridges: mu is the average
-team and the average period, z_rep a rep's overall level and z_rep_stage its stage deviations.
-Pooling runs rep -> team -> company: a rep's rate in a stage it has never worked borrows its own
+the priors, which the sampler would otherwise have to explore as long ridges: mu is a class's
+rate for the average team and the average period, z_rep a rep's overall level and z_rep_stage its
+stage deviations. Pooling runs rep -> team -> company: a rep's rate in a stage it has never worked borrows its own
 overall level and its team's stage effect; a rep with no data at all gets a fresh draw of the rep
 effects (the spread of reps around its team); a team with no data a fresh draw of the team
 effect; a rep with no team (null ``team_id``) has no team effect (the average team).
@@ -41,7 +50,9 @@ simulated future period themselves.
 
 Speed. The likelihood's per-cell term runs in one fused numba kernel (:func:`_softplus_sum_op`);
 a warm fit of 500 reps (95,000 cells, 3,300 parameters, 2 x 2,000 draws) takes about 30 s on two
-cores, of which about 18 s sampling.
+cores, of which about 18 s sampling. The cost grows with the cells, and deal classes multiply
+them: with 3 classes the same deals make 141,000 cells (3,360 parameters), a warm fit of about
+47 s, 35 s of it sampling (bench/winrates_speed.py).
 
 Compile cache. PyTensor keeps compiled code under its ``base_compiledir``: C code (initial points,
 the PyMC sampler) and, with ``numba__cache`` on (the default), the numba code of the log density
@@ -52,8 +63,8 @@ nutpie and pytensor only inside :func:`fit_win_rates`). What the cache cannot ho
 
 - nutpie wraps the log density in a ``numba.cfunc`` that numba refuses to cache ("uses dynamic
   globals"); it is compiled in every process, about 5 s, the floor of a warm fit's set-up.
-- The compiled graph embeds the model's dimensions (numbers of reps, teams, stages and periods
-  with data, through nutpie's parameter vector and the zero-sum sizes), not the data: a fit with
+- The compiled graph embeds the model's dimensions (numbers of reps, teams, stages, deal
+  classes and periods with data, through nutpie's parameter vector and the zero-sum sizes), not the data: a fit with
   the same dimensions reuses it whatever the counts, one with a rep more recompiles the top-level
   graph (about 8 s more; the per-operation pieces stay cached).
 """
@@ -77,10 +88,15 @@ from quota_platform.lib.training import BUCKET_IN_PERIOD, BUCKET_LATER, BUCKET_O
 BUCKETS = (BUCKET_IN_PERIOD, BUCKET_OVERDUE, BUCKET_LATER)
 
 CELL_COLUMNS = ("rep_id", "team_id", "stage", "close_date_bucket", "elapsed", "period_id", "trials", "wins")
+# optional cells column: the deal's class (new business, expansion, renewal, ...); absent, every
+# row is of the one class DEFAULT_DEAL_CLASS
+DEAL_CLASS = "deal_class"
+DEFAULT_DEAL_CLASS = "all"
 
 SUMMARY_SCHEMA = {
     "rep_id": pl.String,
     "stage": pl.String,
+    "deal_class": pl.String,
     "close_date_bucket": pl.String,
     "win_rate_mean": pl.Float64,
     "win_rate_p10": pl.Float64,
@@ -150,8 +166,9 @@ class WinRatePosterior:
     """Posterior draws of the win-rate model, flattened over chains (first axis: draw).
 
     ``draws``:
-      - ``mu`` (n_draws, n_stages, n_buckets): company logit at elapsed 0.5, average period
-      - ``slope`` (n_draws, n_buckets): change in logit per unit of elapsed fraction
+      - ``mu`` (n_draws, n_stages, n_classes, n_buckets): company logit of a deal class
+        (``deal_classes``) at elapsed 0.5, average period
+      - ``slope`` (n_draws, n_classes, n_buckets): change in logit per unit of elapsed fraction
       - ``team`` (n_draws, n_teams, n_stages): team x stage effect (logit)
       - ``rep`` (n_draws, n_reps, n_stages): total rep effect (rep + rep x stage, logit)
       - ``period`` (n_draws, n_periods): effect of each training period (``periods``)
@@ -160,7 +177,12 @@ class WinRatePosterior:
     Reps and teams in the roster without any trials carry draws from their prior given the
     sampled scales (the predictive for a new member), made at fit time with the fit's seed.
     ``rep_team`` maps each rep to its current team, or None for a rep with no team.
-    ``observed`` holds the training trials and wins per rep_id, team_id, stage, close_date_bucket.
+    ``observed`` holds the training trials and wins per rep_id, team_id, stage, deal_class,
+    close_date_bucket. ``deal_classes`` are the fitted deal classes (sorted), the order of the
+    class axis of ``mu`` and ``slope``; team, rep and period effects are shared by all classes.
+
+    A posterior made before deal classes (``mu`` without a class axis, no ``deal_classes``),
+    constructed or unpickled, is read as one of the single class DEFAULT_DEAL_CLASS.
     """
 
     reps: list[str]
@@ -171,6 +193,34 @@ class WinRatePosterior:
     diagnostics: dict[str, float]
     periods: list[str] = field(default_factory=list)
     observed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_OBSERVED_SCHEMA))
+    deal_classes: list[str] = field(default_factory=lambda: [DEFAULT_DEAL_CLASS])
+
+    def __post_init__(self) -> None:
+        self._read_single_class_layout()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # pickles of the model store made before deal classes lack the field and the class axis
+        self.__dict__.update(state)
+        if "deal_classes" not in state:
+            self.deal_classes = [DEFAULT_DEAL_CLASS]
+        self._read_single_class_layout()
+
+    def _read_single_class_layout(self) -> None:
+        """Give a posterior without a class axis (mu (draws, stages, buckets), slope (draws,
+        buckets), observed without deal_class) the one class axis of ``deal_classes``."""
+        if len(self.deal_classes) != 1:
+            return
+        draws = self.draws
+        if draws.get("mu") is not None and np.ndim(draws["mu"]) == 3:
+            draws = {**draws, "mu": np.asarray(draws["mu"])[:, :, None, :]}
+        if draws.get("slope") is not None and np.ndim(draws["slope"]) == 2:
+            draws = {**draws, "slope": np.asarray(draws["slope"])[:, None, :]}
+        self.draws = draws
+        if DEAL_CLASS not in self.observed.columns and "stage" in self.observed.columns:
+            at = self.observed.columns.index("stage") + 1
+            self.observed = self.observed.insert_column(
+                at, pl.repeat(self.deal_classes[0], self.observed.height, dtype=pl.String, eager=True).alias(DEAL_CLASS)
+            )
 
     @property
     def n_draws(self) -> int:
@@ -202,15 +252,21 @@ class WinRatePosterior:
         n_draws: int | None = None,
         rng: np.random.Generator | int | None = None,
         period_shock: bool = False,
+        deal_classes: Sequence[str] | None = None,
     ) -> np.ndarray:
         """(n_draws, n_items) logit win probability of each item (one open deal's rep, team,
-        stage, close-date bucket and the elapsed fraction 0-1 of the period at the snapshot).
+        stage, close-date bucket, deal class and the elapsed fraction 0-1 of the period at the
+        snapshot).
 
         - A rep not in the model gets a fresh draw of the rep effects (one per rep id, shared by
           its items): its team's rate, widened by the spread between reps.
         - ``team_ids`` are the items' current teams and apply to known reps too. A team not in the
           model gets a fresh team draw; None means no team (company level).
         - An unknown stage or bucket raises ValueError naming it.
+        - ``deal_classes``: each item's deal class. None is allowed only for a model of one class
+          (every item is of that class); with several it raises ValueError. A class not in the
+          model (or None) gets the average over the model's classes of mu and slope (per draw,
+          on the logit scale) for its stage and bucket: a wide middle rather than a guess.
         - ``n_draws``: None for every posterior draw in order; otherwise a random subset (with
           replacement only if more are asked for than exist), from ``rng``.
         - ``period_shock``: add one common period effect per draw (``period_shock_sd`` x N(0, 1)),
@@ -226,6 +282,19 @@ class WinRatePosterior:
                 f"rep_ids, team_ids, stages and buckets must have one entry per item; got lengths "
                 f"{n}, {len(team_ids)}, {len(stages)}, {len(buckets)}"
             )
+        if deal_classes is None:
+            if len(self.deal_classes) != 1:
+                raise ValueError(
+                    f"the win-rate model has deal classes {', '.join(map(repr, self.deal_classes))}: "
+                    f"pass deal_classes, one per item"
+                )
+            c_idx = np.zeros(n, dtype=np.int64)
+        else:
+            if isinstance(deal_classes, str) or len(deal_classes) != n:
+                got = "a string" if isinstance(deal_classes, str) else f"length {len(deal_classes)}"
+                raise ValueError(f"deal_classes must have one entry per item ({n}); got {got}")
+            class_pos = {c: i for i, c in enumerate(self.deal_classes)}
+            c_idx = np.array([class_pos.get(c, -1) for c in deal_classes], dtype=np.int64)
         s_idx = self.stage_index(stages)
         b_idx = _bucket_index(buckets)
         e = np.broadcast_to(np.asarray(elapsed, dtype=np.float64), (n,))
@@ -246,7 +315,22 @@ class WinRatePosterior:
         shock = self.period_shock_sd[sel] * gen.standard_normal(d) if period_shock else None
 
         rows = sel[:, None]  # index draws and items together: no copy of whole draw arrays
-        eta = dr["mu"][rows, s_idx, b_idx] + dr["slope"][rows, b_idx] * (e - 0.5)
+        known_c = c_idx >= 0
+        if known_c.all():
+            eta = dr["mu"][rows, s_idx, c_idx, b_idx] + dr["slope"][rows, c_idx, b_idx] * (e - 0.5)
+        else:
+            eta = np.empty((d, n))
+            k = known_c
+            eta[:, k] = (
+                dr["mu"][rows, s_idx[k], c_idx[k], b_idx[k]]
+                + dr["slope"][rows, c_idx[k], b_idx[k]] * (e[k] - 0.5)
+            )
+            # a class the model has not seen: the average over the known classes, per draw
+            u = ~known_c
+            eta[:, u] = (
+                dr["mu"][rows, s_idx[u], :, b_idx[u]].mean(axis=2)
+                + dr["slope"][rows, :, b_idx[u]].mean(axis=2) * (e[u] - 0.5)
+            )
 
         # team x stage effect: known teams from the posterior, unknown teams drawn fresh
         team_pos = {t: i for i, t in enumerate(self.teams)}
@@ -286,25 +370,39 @@ class WinRatePosterior:
         return _sigmoid(self.logit_draws(*args, **kwargs))
 
     def summary(self) -> pl.DataFrame:
-        """One row per rep x stage x close-date bucket, at elapsed 0.5 and an average period:
-        rep_id, stage, close_date_bucket, win_rate_mean, win_rate_p10, win_rate_p90, n_observed
-        (training trials in that cell), pooled_from ('rep' if the rep has trials in the stage,
-        else 'team' if its current team has, else 'company')."""
-        n_r, n_s, n_b = len(self.reps), len(self.stages), len(BUCKETS)
+        """One row per rep x stage x deal class x close-date bucket (the fitted classes), at
+        elapsed 0.5 and an average period: rep_id, stage, deal_class, close_date_bucket,
+        win_rate_mean, win_rate_p10, win_rate_p90, n_observed (training trials in that cell),
+        pooled_from ('rep' if the rep has trials in the stage, any class, else 'team' if its
+        current team has, else 'company')."""
+        n_r, n_s, n_c, n_b = len(self.reps), len(self.stages), len(self.deal_classes), len(BUCKETS)
         if n_r == 0:
             return pl.DataFrame(schema=SUMMARY_SCHEMA)
-        reps = np.repeat(np.array(self.reps, dtype=object), n_s * n_b)
-        stages = np.tile(np.repeat(np.array(self.stages, dtype=object), n_b), n_r)
-        buckets = np.tile(np.array(BUCKETS, dtype=object), n_r * n_s)
+        per_rep = n_s * n_c * n_b
+        reps = np.repeat(np.array(self.reps, dtype=object), per_rep)
+        stages = np.tile(np.repeat(np.array(self.stages, dtype=object), n_c * n_b), n_r)
+        classes = np.tile(np.repeat(np.array(self.deal_classes, dtype=object), n_b), n_r * n_s)
+        buckets = np.tile(np.array(BUCKETS, dtype=object), n_r * n_s * n_c)
         teams = [self.rep_team.get(r) for r in reps]
-        logits = self.logit_draws(list(reps), teams, list(stages), list(buckets), 0.5, rng=self._seed())
-        p = np.ascontiguousarray(_sigmoid(logits).T)  # (items, draws): quantiles run along rows
-        p10, p90 = np.quantile(p, [0.1, 0.9], axis=1)
+        # in blocks of whole reps, to bound memory (items x draws per block). Every rep and team
+        # of the summary is in the model, so no fresh effects are drawn: blocks change nothing.
+        n_items = reps.size
+        block = per_rep * max(1, 4_000_000 // max(1, per_rep * self.n_draws))
+        mean, p10, p90 = (np.empty(n_items) for _ in range(3))
+        for i in range(0, n_items, block):
+            j = min(n_items, i + block)
+            logits = self.logit_draws(
+                list(reps[i:j]), teams[i:j], list(stages[i:j]), list(buckets[i:j]), 0.5,
+                rng=self._seed(), deal_classes=list(classes[i:j]),
+            )
+            p = np.ascontiguousarray(_sigmoid(logits).T)  # (items, draws): quantiles run along rows
+            mean[i:j] = p.mean(axis=1)
+            p10[i:j], p90[i:j] = np.quantile(p, [0.1, 0.9], axis=1)
 
         obs = self.observed
         cell_trials = {
-            (r, s, b): t
-            for r, s, b, t in obs.group_by("rep_id", "stage", "close_date_bucket")
+            (r, s, c, b): t
+            for r, s, c, b, t in obs.group_by("rep_id", "stage", DEAL_CLASS, "close_date_bucket")
             .agg(pl.col("trials").sum())
             .iter_rows()
         }
@@ -325,11 +423,12 @@ class WinRatePosterior:
             {
                 "rep_id": list(reps),
                 "stage": list(stages),
+                "deal_class": list(classes),
                 "close_date_bucket": list(buckets),
-                "win_rate_mean": p.mean(axis=1),
+                "win_rate_mean": mean,
                 "win_rate_p10": p10,
                 "win_rate_p90": p90,
-                "n_observed": [float(cell_trials.get(k, 0.0)) for k in zip(reps, stages, buckets)],
+                "n_observed": [float(cell_trials.get(k, 0.0)) for k in zip(reps, stages, classes, buckets)],
                 "pooled_from": pooled,
             },
             schema=SUMMARY_SCHEMA,
@@ -340,8 +439,8 @@ class WinRatePosterior:
 
 
 _OBSERVED_SCHEMA = {
-    "rep_id": pl.String, "team_id": pl.String, "stage": pl.String, "close_date_bucket": pl.String,
-    "trials": pl.Float64, "wins": pl.Float64,
+    "rep_id": pl.String, "team_id": pl.String, "stage": pl.String, "deal_class": pl.String,
+    "close_date_bucket": pl.String, "trials": pl.Float64, "wins": pl.Float64,
 }
 
 
@@ -376,16 +475,23 @@ def _bucket_index(buckets: Sequence[str]) -> np.ndarray:
 def validate_cells(cells: pl.DataFrame) -> pl.DataFrame:
     """The cells as the model reads them: checked, rows with no trials dropped and duplicate keys
     summed. Raises ValueError on a missing column, a null key, an unknown bucket, elapsed outside
-    0-1, negative trials or wins outside 0..trials."""
+    0-1, negative trials or wins outside 0..trials.
+
+    The optional column ``deal_class`` (String) is the deal's class; without it every row is of
+    class DEFAULT_DEAL_CLASS. The result always has it (after ``stage``)."""
     missing = [c for c in CELL_COLUMNS if c not in cells.columns]
     if missing:
         raise ValueError(f"win-rate cells lack column(s): {', '.join(missing)}")
+    deal_class = (
+        pl.col(DEAL_CLASS).cast(pl.String) if DEAL_CLASS in cells.columns
+        else pl.lit(DEFAULT_DEAL_CLASS, dtype=pl.String).alias(DEAL_CLASS)
+    )
     df = cells.select(
         pl.col("rep_id").cast(pl.String), pl.col("team_id").cast(pl.String), pl.col("stage").cast(pl.String),
-        pl.col("close_date_bucket").cast(pl.String), pl.col("elapsed").cast(pl.Float64),
+        deal_class, pl.col("close_date_bucket").cast(pl.String), pl.col("elapsed").cast(pl.Float64),
         pl.col("period_id").cast(pl.String), pl.col("trials").cast(pl.Float64), pl.col("wins").cast(pl.Float64),
     )
-    for c in ("rep_id", "stage", "close_date_bucket", "elapsed", "period_id", "trials", "wins"):
+    for c in ("rep_id", "stage", DEAL_CLASS, "close_date_bucket", "elapsed", "period_id", "trials", "wins"):
         nulls = df[c].null_count()
         if nulls:
             raise ValueError(f"win-rate cells: {nulls} row(s) with a null {c}")
@@ -405,9 +511,9 @@ def validate_cells(cells: pl.DataFrame) -> pl.DataFrame:
     return (
         df.filter(pl.col("trials") > 0)
         .with_columns(pl.min_horizontal("wins", "trials").alias("wins"))
-        .group_by("rep_id", "team_id", "stage", "close_date_bucket", "elapsed", "period_id")
+        .group_by("rep_id", "team_id", "stage", DEAL_CLASS, "close_date_bucket", "elapsed", "period_id")
         .agg(pl.col("trials").sum(), pl.col("wins").sum())
-        .sort("period_id", "rep_id", "stage", "close_date_bucket", "elapsed", "team_id", nulls_last=True)
+        .sort("period_id", "rep_id", "stage", DEAL_CLASS, "close_date_bucket", "elapsed", "team_id", nulls_last=True)
     )
 
 
@@ -439,7 +545,9 @@ def fit_win_rates(
     """Fit the hierarchical win-rate model (see the module docstring) to aggregated counts.
 
     ``cells``: rep_id, team_id (null: no team), stage, close_date_bucket (one of BUCKETS),
-    elapsed (0-1), period_id, trials (>= 0, may be fractional), wins (0 <= wins <= trials).
+    elapsed (0-1), period_id, trials (>= 0, may be fractional), wins (0 <= wins <= trials), and
+    optionally deal_class (not null; without the column every row is of class
+    DEFAULT_DEAL_CLASS). The model's classes are the sorted distinct classes with trials.
     ``roster`` (optional): rep_id, team_id of every current rep, so that reps and teams without
     training data get predictions too, and to give a rep's current team when it moved.
 
@@ -464,12 +572,14 @@ def fit_win_rates(
     fit_teams = sorted(data["team_id"].drop_nulls().unique().to_list())
     stages = sorted(data["stage"].unique().to_list())
     periods = sorted(data["period_id"].unique().to_list())
+    deal_classes = sorted(data[DEAL_CLASS].unique().to_list())
     reps = sorted(set(rep_team) | set(fit_reps))
     teams = sorted(set(fit_teams) | {t for t in rep_team.values() if t is not None})
 
-    n_s = len(stages)
-    arrays = model_arrays(data, fit_reps, fit_teams, stages, periods)
-    coords = {"stage": stages, "bucket": list(BUCKETS), "team": fit_teams, "rep": fit_reps, "period": periods}
+    n_s, n_c, n_b = len(stages), len(deal_classes), len(BUCKETS)
+    arrays = model_arrays(data, fit_reps, fit_teams, stages, periods, deal_classes)
+    segments = [f"{c}|{b}" for c in deal_classes for b in BUCKETS]
+    coords = {"stage": stages, "segment": segments, "team": fit_teams, "rep": fit_reps, "period": periods}
 
     post, diag = _sample(arrays, coords, settings)
 
@@ -486,8 +596,8 @@ def fit_win_rates(
         period = np.zeros((n_draws, n_p))
         rate, shape = np.full(n_draws, b), a
     draws: dict[str, np.ndarray] = {
-        "mu": post["mu"],
-        "slope": post["slope"],
+        "mu": post["mu"].reshape(n_draws, n_s, n_c, n_b),
+        "slope": post["slope"].reshape(n_draws, n_c, n_b),
         "sigma_team": post["sigma_team"],
         "sigma_rep": post["sigma_rep"],
         "sigma_rep_stage": post["sigma_rep_stage"],
@@ -513,9 +623,9 @@ def fit_win_rates(
     draws["rep"] = rep
 
     observed = (
-        data.group_by("rep_id", "team_id", "stage", "close_date_bucket")
+        data.group_by("rep_id", "team_id", "stage", DEAL_CLASS, "close_date_bucket")
         .agg(pl.col("trials").sum(), pl.col("wins").sum())
-        .sort("rep_id", "stage", "close_date_bucket", "team_id", nulls_last=True)
+        .sort("rep_id", "stage", DEAL_CLASS, "close_date_bucket", "team_id", nulls_last=True)
         .select(list(_OBSERVED_SCHEMA))
         .cast(_OBSERVED_SCHEMA)
     )
@@ -534,6 +644,7 @@ def fit_win_rates(
         diagnostics=diag,
         periods=periods,
         observed=observed,
+        deal_classes=deal_classes,
     )
 
 
@@ -547,31 +658,49 @@ def _cell_keys(cells: pl.DataFrame) -> pl.DataFrame:
 
 
 def model_arrays(
-    data: pl.DataFrame, reps: list[str], teams: list[str], stages: list[str], periods: list[str]
+    data: pl.DataFrame,
+    reps: list[str],
+    teams: list[str],
+    stages: list[str],
+    periods: list[str],
+    deal_classes: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """The validated cells as the model's data arrays, factorised for speed.
 
-    The logit of a cell is the sum of a "unit" part (rep, team, stage, bucket: mu, team, rep and
-    rep x stage effects) and a "time" part (bucket, elapsed, period: slope and period effect). The
-    log likelihood of a cell, wins*eta - trials*log1p(exp(eta)), then needs one exponential per
-    unit and per time, not per cell, and its linear part sums wins per unit and per time once,
-    before sampling. A null team indexes the extra all-zero row of the team effect.
+    A "segment" is a deal class and close-date bucket, g = class * n_buckets + bucket (the
+    baseline and the elapsed slope are per segment). The logit of a cell is the sum of a "unit"
+    part (rep, team, stage, segment: mu, team, rep and rep x stage effects) and a "time" part
+    (segment, elapsed, period: slope and period effect). The log likelihood of a cell,
+    wins*eta - trials*log1p(exp(eta)), then needs one exponential per unit and per time, not per
+    cell, and its linear part sums wins per unit and per time once, before sampling. A null team
+    indexes the extra all-zero row of the team effect.
+
+    ``deal_classes``: the classes in the order of the model's class axis; None for the sorted
+    classes of ``data`` (DEFAULT_DEAL_CLASS alone if it has no deal_class column).
     """
+    if DEAL_CLASS not in data.columns:
+        data = data.with_columns(pl.lit(DEFAULT_DEAL_CLASS, dtype=pl.String).alias(DEAL_CLASS))
+    if deal_classes is None:
+        deal_classes = sorted(data[DEAL_CLASS].unique().to_list())
     n_s, n_b, n_t = len(stages), len(BUCKETS), len(teams)
+    n_g = len(deal_classes) * n_b
     codes = data.select(
         pl.col("rep_id").replace_strict(reps, list(range(len(reps))), return_dtype=pl.Int64).alias("r"),
         pl.col("team_id").replace_strict(teams, list(range(n_t)), default=n_t, return_dtype=pl.Int64).alias("t"),
         pl.col("stage").replace_strict(stages, list(range(n_s)), return_dtype=pl.Int64).alias("s"),
-        pl.col("close_date_bucket").replace_strict(list(BUCKETS), list(range(n_b)), return_dtype=pl.Int64).alias("b"),
+        (
+            pl.col(DEAL_CLASS).replace_strict(deal_classes, list(range(len(deal_classes))), return_dtype=pl.Int64) * n_b
+            + pl.col("close_date_bucket").replace_strict(list(BUCKETS), list(range(n_b)), return_dtype=pl.Int64)
+        ).alias("g"),
         pl.col("elapsed"),
         pl.col("period_id").replace_strict(periods, list(range(len(periods))), return_dtype=pl.Int64).alias("p"),
         "trials",
         "wins",
     )
-    units = codes.select("r", "t", "s", "b").unique().sort("r", "t", "s", "b").with_row_index("u")
-    times = codes.select("b", "elapsed", "p").unique().sort("b", "elapsed", "p").with_row_index("k")
-    codes = codes.join(units, on=["r", "t", "s", "b"]).join(times, on=["b", "elapsed", "p"])
-    unit = {c: units[c].to_numpy().astype(np.int64) for c in ("r", "t", "s", "b")}
+    units = codes.select("r", "t", "s", "g").unique().sort("r", "t", "s", "g").with_row_index("u")
+    times = codes.select("g", "elapsed", "p").unique().sort("g", "elapsed", "p").with_row_index("k")
+    codes = codes.join(units, on=["r", "t", "s", "g"]).join(times, on=["g", "elapsed", "p"])
+    unit = {c: units[c].to_numpy().astype(np.int64) for c in ("r", "t", "s", "g")}
     cell_unit = codes["u"].to_numpy().astype(np.int64)
     cell_time = codes["k"].to_numpy().astype(np.int64)
     wins = codes["wins"].to_numpy().astype(np.float64)
@@ -580,14 +709,14 @@ def model_arrays(
     # out in a different order in every process, which changed the compile cache key.
     return {
         "units": np.stack([
-            unit["s"] * n_b + unit["b"],  # mu[stage, bucket]
+            unit["s"] * n_g + unit["g"],  # mu[stage, segment]
             unit["t"] * n_s + unit["s"],  # team x stage (row n_t: no team)
             unit["r"],  # rep
             unit["r"] * n_s + unit["s"],  # rep x stage
             np.bincount(cell_unit, weights=wins, minlength=units.height),  # wins
         ]).astype(np.float64),
         "times": np.stack([
-            times["b"].to_numpy(),  # bucket
+            times["g"].to_numpy(),  # segment
             times["p"].to_numpy(),  # period
             times["elapsed"].to_numpy() - 0.5,  # centred elapsed
             np.bincount(cell_time, weights=wins, minlength=times.height),  # wins
@@ -769,8 +898,9 @@ def _build_model(arrays: dict[str, np.ndarray], coords: dict[str, list[str]]):
     coords = {**coords, "contrast": [f"c{i}" for i in range(max(n_p - 1, 0))]}
     with pm.Model(coords=coords) as model:
         d = {k: pm.Data(k, v) for k, v in arrays.items()}
-        mu = pm.Normal("mu", PRIOR_MU[0], PRIOR_MU[1], dims=("stage", "bucket"))
-        slope = pm.Normal("slope", 0.0, PRIOR_SLOPE_SD, dims="bucket")
+        # per segment (deal class x close-date bucket, class-major: see model_arrays)
+        mu = pm.Normal("mu", PRIOR_MU[0], PRIOR_MU[1], dims=("stage", "segment"))
+        slope = pm.Normal("slope", 0.0, PRIOR_SLOPE_SD, dims="segment")
         sigma_team = pm.HalfNormal("sigma_team", PRIOR_SIGMA)
         sigma_rep = pm.HalfNormal("sigma_rep", PRIOR_SIGMA)
         sigma_rep_stage = pm.HalfNormal("sigma_rep_stage", PRIOR_SIGMA)
@@ -814,6 +944,7 @@ def _build_model(arrays: dict[str, np.ndarray], coords: dict[str, list[str]]):
         # sum over cells of wins*log(p) + (trials - wins)*log(1 - p)
         #   = wins*eta - trials*log(1 + exp(eta)),  eta = unit_eta + time_eta;
         # the linear part is summed per unit and per time before sampling, the other in one pass.
+        # (The dots are BLAS calls: see _sample for why BLAS runs on one thread.)
         softplus_sum = _softplus_sum_op()(unit_eta, time_eta, cells)[0]
         pm.Potential("loglik", pt.dot(units[4], unit_eta) + pt.dot(times[3], time_eta) - softplus_sum)
     return model
@@ -821,10 +952,17 @@ def _build_model(arrays: dict[str, np.ndarray], coords: dict[str, list[str]]):
 
 def _sample(arrays: dict[str, np.ndarray], coords: dict[str, list[str]], settings: FitSettings):
     """Posterior draws of the free parameters (flattened over chains) and diagnostics."""
+    from threadpoolctl import threadpool_limits  # a dependency of pymc
+
     model = _build_model(arrays, coords)
     free = [rv.name for rv in model.free_RVs]  # R-hat and ESS are taken over all of them
     cores = max(1, min(settings.chains, os.cpu_count() or 1))
-    with warnings.catch_warnings():
+    # One BLAS thread: the log density's dots (wins x eta per unit) are BLAS calls, and OpenBLAS
+    # runs one of more than 9,216 elements (2304 * GEMM_MULTITHREAD_THRESHOLD) on a thread pool
+    # of its own. With a chain on every core those threads fight the chains: a 3-class fit of 500
+    # reps (19,000 units) sampled about 4 times slower (146 s against 35 s). Below the threshold
+    # BLAS ran one thread anyway, so this changes no result there.
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         # PyTensor's C backend (initial points, the PyMC sampler) finds no BLAS; nothing here is
         # a matrix product worth one
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
@@ -1008,9 +1146,11 @@ def _geyer_ess(rho: np.ndarray, n_draws: int, total: int) -> float:
 @dataclass(frozen=True)
 class SimulatedWinRates:
     """Synthetic training cells drawn from the model itself, with the truth that generated them
-    (for tests and benchmarks). ``team`` and ``rep`` are the team x stage and total rep effects
-    on the logit scale; ``period`` the realised period effects, centred to mean zero so that the
-    average period of the data is the model's average period."""
+    (for tests and benchmarks). ``mu`` and ``slope`` are per deal class (``deal_classes``, the
+    order of their class axis); ``team`` and ``rep`` are the team x stage and total rep effects
+    on the logit scale, shared by the classes; ``period`` the realised period effects, centred to
+    mean zero so that the average period of the data is the model's average period. The truth
+    methods take ``deal_class`` (default: the first class)."""
 
     cells: pl.DataFrame
     roster: pl.DataFrame
@@ -1019,27 +1159,38 @@ class SimulatedWinRates:
     stages: list[str]
     periods: list[str]
     rep_team: dict[str, str]
-    mu: np.ndarray  # (n_stages, n_buckets)
-    slope: np.ndarray  # (n_buckets,)
+    mu: np.ndarray  # (n_stages, n_classes, n_buckets)
+    slope: np.ndarray  # (n_classes, n_buckets)
     team: np.ndarray  # (n_teams, n_stages)
     rep: np.ndarray  # (n_reps, n_stages)
     period: np.ndarray  # (n_periods,)
     rep_sd: float = 0.0  # sd of a rep's total effect in one stage (rep and rep x stage)
+    deal_classes: list[str] = field(default_factory=lambda: [DEFAULT_DEAL_CLASS])
 
-    def true_logit(self, rep_id: str, stage: str, bucket: str, elapsed: float = 0.5) -> float:
+    def _class(self, deal_class: str | None) -> int:
+        return 0 if deal_class is None else self.deal_classes.index(deal_class)
+
+    def true_logit(
+        self, rep_id: str, stage: str, bucket: str, elapsed: float = 0.5, *, deal_class: str | None = None
+    ) -> float:
         r, s, b = self.reps.index(rep_id), self.stages.index(stage), BUCKETS.index(bucket)
-        t = self.teams.index(self.rep_team[rep_id])
-        return float(self.mu[s, b] + self.slope[b] * (elapsed - 0.5) + self.team[t, s] + self.rep[r, s])
+        t, c = self.teams.index(self.rep_team[rep_id]), self._class(deal_class)
+        return float(self.mu[s, c, b] + self.slope[c, b] * (elapsed - 0.5) + self.team[t, s] + self.rep[r, s])
 
-    def true_rate(self, rep_id: str, stage: str, bucket: str, elapsed: float = 0.5) -> float:
-        return float(_sigmoid(np.asarray(self.true_logit(rep_id, stage, bucket, elapsed))))
+    def true_rate(
+        self, rep_id: str, stage: str, bucket: str, elapsed: float = 0.5, *, deal_class: str | None = None
+    ) -> float:
+        return float(_sigmoid(np.asarray(self.true_logit(rep_id, stage, bucket, elapsed, deal_class=deal_class))))
 
-    def true_new_rep_rate(self, team_id: str, stage: str, bucket: str, elapsed: float = 0.5) -> float:
+    def true_new_rep_rate(
+        self, team_id: str, stage: str, bucket: str, elapsed: float = 0.5, *, deal_class: str | None = None
+    ) -> float:
         """The win rate a new rep of ``team_id`` has on average over the population of reps:
         E[sigmoid(mu + slope * (elapsed - 0.5) + team + rep)], rep ~ N(0, rep_sd^2)."""
         s, b, t = self.stages.index(stage), BUCKETS.index(bucket), self.teams.index(team_id)
+        c = self._class(deal_class)
         nodes, weights = np.polynomial.hermite_e.hermegauss(60)
-        eta = self.mu[s, b] + self.slope[b] * (elapsed - 0.5) + self.team[t, s] + self.rep_sd * nodes
+        eta = self.mu[s, c, b] + self.slope[c, b] * (elapsed - 0.5) + self.team[t, s] + self.rep_sd * nodes
         return float(np.dot(weights, _sigmoid(eta)) / weights.sum())
 
 
@@ -1055,6 +1206,8 @@ def simulate_cells(
     sigma_rep_stage: float = 0.3,
     sigma_period: float = 0.2,
     reps_without_data: int = 0,
+    deal_classes: Sequence[str] = (DEFAULT_DEAL_CLASS,),
+    class_offsets: Sequence[float] | None = None,
 ) -> SimulatedWinRates:
     """Cells shaped like :func:`quota_platform.lib.training.win_rate_cells`. Per rep and period a
     Poisson number of deals (mean ``deals_per_rep_period``), each with a stage and a close-date
@@ -1065,7 +1218,18 @@ def simulate_cells(
 
     Company rates rise with the stage (logit -2.5 .. 0.5) and fall from in_period to overdue to
     later; the elapsed slope is +0.5 in period, -0.5 overdue, -1.5 later. The last
-    ``reps_without_data`` reps of team 0 are in the roster but have no cells."""
+    ``reps_without_data`` reps of team 0 are in the roster but have no cells.
+
+    Each deal has one of ``deal_classes``, uniformly at random (drawn only if there are several,
+    so that one class gives the same deals as before classes); class k adds ``class_offsets[k]``
+    (default 0) to mu, with the same slopes for every class. The cells carry deal_class."""
+    deal_classes = [str(c) for c in deal_classes]
+    n_cls = len(deal_classes)
+    if n_cls == 0 or len(set(deal_classes)) != n_cls:
+        raise ValueError(f"deal_classes must be distinct and not empty, got {deal_classes}")
+    offsets = np.zeros(n_cls) if class_offsets is None else np.asarray(class_offsets, dtype=np.float64)
+    if offsets.shape != (n_cls,):
+        raise ValueError(f"class_offsets must have one entry per deal class ({n_cls}), got {list(offsets)}")
     gen = np.random.default_rng(seed)
     sizes = [reps_per_team] * n_teams if isinstance(reps_per_team, int) else list(reps_per_team)
     if len(sizes) != n_teams:
@@ -1079,8 +1243,10 @@ def simulate_cells(
     silent = set(team0[len(team0) - reps_without_data:]) if reps_without_data else set()
 
     n_s, n_b, n_r, n_p = n_stages, len(BUCKETS), len(reps), n_periods
-    mu = np.linspace(-2.5, 0.5, n_s)[:, None] + np.array([0.0, -0.7, -1.5])[None, :]
-    slope = np.array([0.5, -0.5, -1.5])
+    base_mu = np.linspace(-2.5, 0.5, n_s)[:, None] + np.array([0.0, -0.7, -1.5])[None, :]
+    base_slope = np.array([0.5, -0.5, -1.5])
+    mu = base_mu[:, None, :] + offsets[None, :, None]  # (stage, class, bucket)
+    slope = np.broadcast_to(base_slope, (n_cls, n_b)).copy()  # (class, bucket)
     team = sigma_team * gen.standard_normal((n_teams, n_s))
     rep = sigma_rep * gen.standard_normal((n_r, 1)) + sigma_rep_stage * gen.standard_normal((n_r, n_s))
     period = sigma_period * gen.standard_normal(n_p)
@@ -1101,11 +1267,12 @@ def simulate_cells(
     n_d = d_rep.size
     d_stage = gen.choice(n_s, size=n_d, p=stage_share)
     d_bucket = gen.choice(n_b, size=n_d, p=bucket_share)
+    d_class = gen.integers(0, n_cls, size=n_d) if n_cls > 1 else np.zeros(n_d, dtype=np.int64)
     d_k = gen.integers(1, n_c + 1, size=n_d)
     d_start = (gen.random(n_d) * (n_c - d_k + 1)).astype(np.int64)
     d_elapsed = checkpoints[d_start] + (d_k - 1) * (checkpoints[1] - checkpoints[0]) / 2.0
     eta = (
-        mu[d_stage, d_bucket] + slope[d_bucket] * (d_elapsed - 0.5)
+        mu[d_stage, d_class, d_bucket] + slope[d_class, d_bucket] * (d_elapsed - 0.5)
         + team[rep_team_i[d_rep], d_stage] + rep[d_rep, d_stage] + period[d_period]
     )
     d_won = (gen.random(n_d) < _sigmoid(eta)).astype(float)
@@ -1114,31 +1281,38 @@ def simulate_cells(
     o_deal = np.repeat(np.arange(n_d), d_k)
     o_check = d_start[o_deal] + (np.arange(o_deal.size) - np.repeat(np.cumsum(d_k) - d_k, d_k))
     weight = 1.0 / d_k[o_deal]
-    cell = (((d_rep[o_deal] * n_p + d_period[o_deal]) * n_s + d_stage[o_deal]) * n_b + d_bucket[o_deal]) * n_c + o_check
-    n_cells = n_r * n_p * n_s * n_b * n_c
+    seg = d_class * n_b + d_bucket  # deal class and bucket
+    n_g = n_cls * n_b
+    cell = (((d_rep[o_deal] * n_p + d_period[o_deal]) * n_s + d_stage[o_deal]) * n_g + seg[o_deal]) * n_c + o_check
+    n_cells = n_r * n_p * n_s * n_g * n_c
     trials = np.bincount(cell, weights=weight, minlength=n_cells)
     wins = np.bincount(cell, weights=weight * d_won[o_deal], minlength=n_cells)
     keep = np.flatnonzero(trials > 0)
-    r_i, rest = np.divmod(keep, n_p * n_s * n_b * n_c)
-    p_i, rest = np.divmod(rest, n_s * n_b * n_c)
-    s_i, rest = np.divmod(rest, n_b * n_c)
-    b_i, c_i = np.divmod(rest, n_c)
+    r_i, rest = np.divmod(keep, n_p * n_s * n_g * n_c)
+    p_i, rest = np.divmod(rest, n_s * n_g * n_c)
+    s_i, rest = np.divmod(rest, n_g * n_c)
+    g_i, c_i = np.divmod(rest, n_c)
+    k_i, b_i = np.divmod(g_i, n_b)
     cells = pl.DataFrame(
         {
             "rep_id": np.array(reps, dtype=object)[r_i].tolist(),
             "team_id": np.array(teams, dtype=object)[rep_team_i[r_i]].tolist(),
             "stage": np.array(stages, dtype=object)[s_i].tolist(),
+            "deal_class": np.array(deal_classes, dtype=object)[k_i].tolist(),
             "close_date_bucket": np.array(BUCKETS, dtype=object)[b_i].tolist(),
             "elapsed": checkpoints[c_i],
             "period_id": np.array(periods, dtype=object)[p_i].tolist(),
             "trials": trials[keep],
             "wins": np.minimum(wins[keep], trials[keep]),
         },
-        schema={c: (pl.Float64 if c in ("elapsed", "trials", "wins") else pl.String) for c in CELL_COLUMNS},
+        schema={
+            c: (pl.Float64 if c in ("elapsed", "trials", "wins") else pl.String)
+            for c in ("rep_id", "team_id", "stage", DEAL_CLASS, *CELL_COLUMNS[3:])
+        },
     )
     roster = pl.DataFrame({"rep_id": reps, "team_id": [rep_team[r] for r in reps]})
     return SimulatedWinRates(
         cells=cells, roster=roster, reps=reps, teams=teams, stages=stages, periods=periods,
         rep_team=rep_team, mu=mu, slope=slope, team=team, rep=rep, period=period,
-        rep_sd=float(np.hypot(sigma_rep, sigma_rep_stage)),
+        rep_sd=float(np.hypot(sigma_rep, sigma_rep_stage)), deal_classes=deal_classes,
     )
