@@ -39,6 +39,7 @@ class Settings:
     rules: Rules = Rules()
     home: Path = DEFAULT_HOME  # models and the compile cache live here
     window_months: int = 6
+    seasonality_months: int = 24
     simulation_draws: int = 2000
     # PyTensor/numba compiled code, reused by every later process (one per machine is enough;
     # a process can use only one, so it does not follow QUOTA_PLATFORM_HOME)
@@ -81,6 +82,9 @@ class Settings:
             pace_ahead_pct=get_float("QUOTA_PLATFORM_PACE_AHEAD_PCT", 110.0),
             pace_behind_pct=get_float("QUOTA_PLATFORM_PACE_BEHIND_PCT", 90.0),
         )
+        seasonality_months = get_int("QUOTA_PLATFORM_SEASONALITY_MONTHS", 24)
+        if seasonality_months < 0:
+            raise ValueError(f"QUOTA_PLATFORM_SEASONALITY_MONTHS must be 0 or more, got {seasonality_months}")
         return cls(
             source_dir=Path(get("QUOTA_PLATFORM_SOURCE_DIR", str(DEFAULT_HOME / "demo_org"))),
             duckdb_path=Path(get("QUOTA_PLATFORM_DUCKDB", str(DEFAULT_HOME / "warehouse.duckdb"))),
@@ -89,6 +93,7 @@ class Settings:
             rules=rules,
             home=Path(get("QUOTA_PLATFORM_HOME", str(DEFAULT_HOME))),
             window_months=get_int("QUOTA_PLATFORM_WINDOW_MONTHS", 6),
+            seasonality_months=seasonality_months,
             simulation_draws=get_int("QUOTA_PLATFORM_SIMULATION_DRAWS", 2000),
             compile_cache_dir=Path(get("QUOTA_PLATFORM_COMPILE_CACHE", str(DEFAULT_HOME / "compile_cache"))),
         )

@@ -9,6 +9,7 @@ import pytest
 from quota_platform.lib.calendar import FiscalCalendar
 from quota_platform.lib.contract import conform, empty_frame
 from quota_platform.lib.crediting import CreditInputs, stage_flags
+from quota_platform.lib.quota_types import deal_class
 from quota_platform.lib.training import (
     Period,
     as_known_before,
@@ -72,8 +73,15 @@ def test_training_periods_end_before_the_snapshot_month():
     assert [Q1.checkpoint(f) for f in (0.1, 0.3, 0.5, 0.7, 0.9)] == [date(2025, 1, 9), date(2025, 1, 27), date(2025, 2, 14), date(2025, 3, 4), date(2025, 3, 22)]
 
 
+def test_deal_class_of_each_type():
+    types = pl.Series(["New Business", "Expansion", "Upsell", "Existing Business", "Renewal", "Partner", None])
+    got = pl.select(deal_class(pl.lit(types))).to_series().to_list()
+    assert got == ["new_business", "expansion", "expansion", "expansion", "renewal", "other", "other"]
+
+
 def test_win_rate_cells_by_hand():
     cells = win_rate_cells(OPPS, HISTORY, stage_flags(STAGES, OPPS), TEAMS, [Q1])
+    assert set(cells["deal_class"].to_list()) == {"new_business"}
     got = {(r["stage"], r["close_date_bucket"], round(r["elapsed"], 4)): (r["trials"], r["wins"]) for r in cells.iter_rows(named=True)}
     # A is open at Jan 9, Jan 27, Feb 14 and Mar 4 (won Mar 10, so closed by Mar 22): weight 1/4
     # each, won; close date Feb 1 is ahead of Jan 9 and Jan 27 (in_period) and passed by Feb 14
@@ -112,3 +120,30 @@ def test_leakage_guard_and_cut():
     # rows on or after Mar 1: A's Mar 10, B's Mar 30 and C's Mar 1
     with pytest.raises(AssertionError, match="3 history row"):
         assert_no_leakage(OPPS, HISTORY, cutoff)
+
+
+def test_large_deal_threshold_and_sized_class_by_hand():
+    # 60 new-business deals of 1,000 .. 60,000 USD (deal k: k x 1,000) plus one in EUR, and 10
+    # renewals (fewer than MIN_SIZE_DEALS = 50: no large tier). A deal's latest history amount
+    # counts, not its current field.
+    from quota_platform.lib.training import MIN_SIZE_DEALS, large_deal_thresholds, sized_class
+
+    opps = [opp(f"N{k:02d}", "2025-01-05T10:00:00Z") for k in range(1, 61)]
+    opps += [opp(f"R{k:02d}", "2025-01-05T10:00:00Z", type_="Renewal") for k in range(10)]
+    opps += [opp("OLD", "2024-06-01T10:00:00Z")]  # created before `since`: not counted
+    hist_rows = [hist(f"N{k:02d}", "2025-01-05T10:00:00Z", "Prospecting", str(k * 1000), "2025-03-01") for k in range(1, 61)]
+    hist_rows += [hist("N60", "2025-02-01T10:00:00Z", "Prospecting", "500", "2025-03-01")]  # N60 shrank to 500
+    hist_rows += [hist("OLD", "2024-06-01T10:00:00Z", "Prospecting", "9000000", "2025-03-01")]
+    opps_frame = frame("Opportunity", [dict(o, Amount="1") for o in opps])
+    inputs = CreditInputs(empty_frame("User"), empty_frame("OpportunitySplit"), empty_frame("OpportunitySplitType"),
+                          empty_frame("OpportunityLineItem"), empty_frame("Product2"), [], [],
+                          empty_frame("DatedConversionRate"), Rules())
+    got = large_deal_thresholds(opps_frame, frame("OpportunityHistory", hist_rows), inputs, since=date(2025, 1, 1))
+    # amounts 500, 1,000 .. 59,000: the 90% quantile ("lower") of 60 values is the one at sorted
+    # index floor(0.9 x 59) = 53; index 0 is 500 and index k >= 1 is k x 1,000: 53,000
+    assert got == {"new_business": 53_000.0}
+    assert "renewal" not in got and MIN_SIZE_DEALS == 50
+    classes = pl.DataFrame({"c": ["new_business", "new_business", "renewal", "expansion"], "usd": [got["new_business"], 100.0, 1e9, 1e9]})
+    sized = classes.select(sized_class(pl.col("c"), pl.col("usd"), got)).to_series().to_list()
+    assert sized == ["new_business+large", "new_business", "renewal", "expansion"]
+    assert classes.select(sized_class(pl.col("c"), pl.col("usd"), {})).to_series().to_list() == classes["c"].to_list()

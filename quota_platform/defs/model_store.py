@@ -10,6 +10,19 @@ from pathlib import Path
 
 import dagster as dg
 
+from quota_platform.lib.projection import MODEL_FORMAT
+
+
+def _checked(model, asset: str, key: str, path: Path):
+    """A stored model of the current format, or a Failure saying to fit it again."""
+    found = getattr(model, "format", 1)
+    if found != MODEL_FORMAT:
+        raise dg.Failure(
+            f"{asset} for {key} ({path}) was fitted by an older release (model format {found}, this "
+            f"release reads {MODEL_FORMAT}); materialize win_rate_posteriors for {key} again"
+        )
+    return model
+
 
 def model_path(base_dir: str, asset: str, key: str) -> Path:
     return Path(base_dir) / asset / f"{key}.pickle"
@@ -23,7 +36,7 @@ class ModelFiles(dg.ConfigurableResource):
     def read(self, asset: str, key: str):
         """One stored model by asset name and partition key, or None if it was never fitted."""
         path = model_path(self.base_dir, asset, key)
-        return pickle.loads(path.read_bytes()) if path.exists() else None
+        return _checked(pickle.loads(path.read_bytes()), asset, key, path) if path.exists() else None
 
 
 class ModelStore(dg.ConfigurableIOManager):
@@ -53,5 +66,5 @@ class ModelStore(dg.ConfigurableIOManager):
                     f"{context.asset_key.to_user_string()} has no fitted model for {key} ({path}); "
                     "materialize it first (or run `quota-platform refresh --as-of DATE`)"
                 )
-            out[key] = pickle.loads(path.read_bytes())
+            out[key] = _checked(pickle.loads(path.read_bytes()), context.asset_key.to_user_string(), key, path)
         return out

@@ -133,7 +133,12 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
             teams = hierarchy.filter((pl.col("snapshot_month") == month) & (pl.col("distance") == 0)).select(
                 pl.col("user_id").alias("rep_id"), pl.col("manager_id").alias("team_id")
             )
-            period_types = sorted(snapshots.filter(pl.col("snapshot_month") == month)["period_type"].unique().to_list())
+            month_quotas = snapshots.filter(pl.col("snapshot_month") == month)
+            period_types = sorted(month_quotas["period_type"].unique().to_list())
+            quota_reps = {
+                period_type: month_quotas.filter(pl.col("period_type") == period_type)["rep_id"].unique().to_list()
+                for period_type in period_types
+            }
             model, summary = fit_projection_model(
                 month,
                 window_months=model_settings.window_months,
@@ -144,6 +149,8 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
                 teams=teams,
                 inputs=inputs,
                 fit_settings=model_settings.fit_settings(),
+                seasonality_months=model_settings.seasonality_months,
+                quota_reps=quota_reps,
                 log=context.log.info,
             )
             models[month_key(month)] = model
@@ -153,7 +160,17 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
         summary = pl.concat(summaries, how="vertical_relaxed")
         diag = pl.DataFrame(diagnostics)
         fitted = diag.filter(pl.col("max_rhat").is_not_null()) if "max_rhat" in diag.columns else pl.DataFrame()
-        metadata = {"rows": summary.height, "fits": fitted.height}
+        metadata = {
+            "rows": summary.height,
+            "fits": fitted.height,
+            "seasonality": dg.MetadataValue.json(
+                {
+                    f"{key} {period_type}": adjustment.details
+                    for key, model in models.items()
+                    for period_type, adjustment in model.seasonal.items()
+                }
+            ),
+        }
         if fitted.height:
             metadata.update(
                 max_rhat=float(fitted["max_rhat"].max()),

@@ -120,6 +120,8 @@ class ModelSettings(dg.ConfigurableResource):
     the Monte Carlo simulation."""
 
     window_months: int = 6
+    # closed periods this far back inform the seasonal adjustment (0: none; lib/seasonality.py)
+    seasonality_months: int = 24
     # 2 x 2,000 draws keep R-hat's own noise under the 1.01 check with thousands of parameters;
     # 300 tuning steps suffice for this model (lib/winrates.py FitSettings).
     draws: int = 2000
@@ -176,6 +178,7 @@ def build_resources(settings: Settings, environ: Mapping[str, str] | None = None
         "model_files": ModelFiles(base_dir=str(settings.home / "models")),
         "model_settings": ModelSettings(
             window_months=settings.window_months,
+            seasonality_months=settings.seasonality_months,
             simulation_draws=settings.simulation_draws,
             compile_cache_dir=str(settings.compile_cache_dir),
         ),

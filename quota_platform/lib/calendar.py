@@ -47,6 +47,14 @@ class FiscalCalendar:
         months = 1 if period_type == MONTH else 3
         return add_months(start, months) - timedelta(days=1)
 
+    def fiscal_quarter(self, d: date) -> int:
+        """1-4: the fiscal quarter of the year that ``d`` falls in."""
+        return (d.month - self.year_start_month) % 12 // 3 + 1
+
+    def month_of_quarter(self, d: date) -> int:
+        """1-3: the month of its fiscal quarter that ``d`` falls in."""
+        return (d.month - self.year_start_month) % 3 + 1
+
     def is_period_start(self, period_type: str, d: date) -> bool:
         return self.period_start(period_type, d) == d
 

@@ -6,9 +6,13 @@ Per simulation draw d and attainment rep row r (rep x period x quota type x fami
     total[d, r] = closed_won[r] + sum over open deals i crediting r of won[d, i] x credit[i, r]
                   + new_bookings[d, r]
 
-where won[d, i] ~ Bernoulli(sigmoid(logit_i at posterior draw d + shock_d)), one common shock per
-draw for the period (its sd is the fitted period-level sd), and new_bookings from the gamma-Poisson
-model of deals not yet created. Manager and company totals are sums over their reps of the same
+where won[d, i] ~ Bernoulli(sigmoid(logit_i at posterior draw d + shock_d + season_d)), logit_i
+for the deal's owner, team, stage, deal class and close-date bucket; one common shock per draw for
+the period (its sd learned from the seasonal lookback's periods, or the win-rate fit's
+period-level sd when the lookback is too short) and one seasonal offset per draw (the period's
+place in the fiscal year against the fit's window, lib/seasonality.py, drawn from its posterior);
+new_bookings from the gamma-Poisson model of deals not yet created, its rate scaled by the seasonal
+new-deal factor of the same draw. Manager and company totals are sums over their reps of the same
 draws, so their intervals carry the reps' correlation instead of summing quantiles.
 """
 
@@ -26,9 +30,14 @@ from quota_platform.lib.attainment import ATTAINMENT_SCHEMA, COMPANY, COMPANY_ID
 from quota_platform.lib.crediting import REVENUE
 from quota_platform.lib.newdeals import NewDealModel, draw_new_bookings
 from quota_platform.lib.pacing import share_at
-from quota_platform.lib.training import close_date_bucket
+from quota_platform.lib.quota_types import deal_class
+from quota_platform.lib.seasonality import SeasonalAdjustment
+from quota_platform.lib.training import close_date_bucket, sized_class
 
 AT_RISK_PCT = 80.0
+# Version of the stored ProjectionModel: a model pickled by an older release lacks what this one
+# reads (deal classes, seasonal adjustment) and must be fitted again, not half-used.
+MODEL_FORMAT = 2
 QUANTILE_GRID = tuple(round(q, 2) for q in np.arange(0.05, 0.96, 0.05))
 
 # The attainment row's identity and figures, then the projection's own columns.
@@ -74,6 +83,11 @@ class ProjectionModel:
     # OpportunityStage.DefaultProbability / 100 by stage: the win chance used, with no posterior
     # uncertainty, for a period type that had no training data yet (a new org)
     stage_probability: dict[str, float] = dataclasses.field(default_factory=dict)
+    # period_type -> the seasonal adjustment of the snapshot month's period against the window
+    seasonal: dict[str, SeasonalAdjustment] = dataclasses.field(default_factory=dict)
+    # deal class -> USD amount from which an open deal is "large" (training.sized_class)
+    large_deal_usd: dict[str, float] = dataclasses.field(default_factory=dict)
+    format: int = MODEL_FORMAT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +129,17 @@ def project(
         period_start = rows["period_start"][0]
         elapsed = ((as_of - period_start).days + 1) / ((period_end - period_start).days + 1)
         days_remaining = (period_end - as_of).days
+        season = model.seasonal.get(period_type, SeasonalAdjustment())
+        # one standard normal per draw for each seasonal offset, drawn whether or not it is used
+        # so that the streams after it do not depend on the model's contents
+        season_z = rng.standard_normal((3, n_draws))
+        win_offset = season.win_rate_logit[0] + season.win_rate_logit[1] * season_z[0]
+        # the period's common shock: its sd from the seasonal lookback's many periods when there
+        # were enough of them, else the win-rate fit's (inside _posterior_logits)
+        shock_sd = season.shock_sd_draws(n_draws, rng)
+        if shock_sd is not None:
+            win_offset = win_offset + shock_sd * season_z[2]
+        new_factor = np.exp(season.new_deal_log[0] + season.new_deal_log[1] * season_z[1])
 
         # --- open deals --------------------------------------------------------------------------
         deals = pipeline.filter(
@@ -128,7 +153,8 @@ def project(
         posterior = model.win_rates.get(period_type)
         if deals.height:
             deals = deals.with_columns(
-                close_date_bucket(pl.col("close_date"), pl.lit(as_of), pl.lit(period_end)).alias("bucket")
+                close_date_bucket(pl.col("close_date"), pl.lit(as_of), pl.lit(period_end)).alias("bucket"),
+                sized_class(deal_class(pl.col("opportunity_type")), pl.col("amount_usd"), model.large_deal_usd).alias("deal_class"),
             ).join(teams.rename({"rep_id": "owner_id"}), on="owner_id", how="left")
             # Deals in Id order: each deal's random stream follows its position, so a fixed order
             # makes a projection reproducible from its seed.
@@ -136,11 +162,16 @@ def project(
             opp_index = deals.select("opportunity_id").unique(maintain_order=True).with_row_index("_i")
             deals = deals.join(opp_index, on="opportunity_id")
             cells = (
-                deals.select("owner_id", "team_id", "stage_name", "bucket").unique(maintain_order=True).with_row_index("_c")
+                deals.select("owner_id", "team_id", "stage_name", "deal_class", "bucket")
+                .unique(maintain_order=True)
+                .with_row_index("_c")
             )
-            deals = deals.join(cells, on=["owner_id", "team_id", "stage_name", "bucket"], how="left", nulls_equal=True)
+            deals = deals.join(cells, on=["owner_id", "team_id", "stage_name", "deal_class", "bucket"], how="left", nulls_equal=True)
             if posterior is not None:
-                cell_logits = _posterior_logits(posterior, cells, elapsed, n_draws, [settings.seed, as_of.toordinal(), 1])
+                cell_logits = _posterior_logits(
+                    posterior, cells, elapsed, n_draws, [settings.seed, as_of.toordinal(), 1], period_shock=shock_sd is None
+                )
+                cell_logits += win_offset[:, None]
             else:
                 cell_logits = _stage_probability_logits(model.stage_probability, cells, n_draws)
             per_deal = deals.group_by("_i").agg(pl.col("_c").first()).sort("_i")["_c"].to_numpy()
@@ -170,7 +201,8 @@ def project(
                     pl.col("entity_id").alias("rep_id"), "quota_type", "product_family"
                 ).join(teams, on="rep_id", how="left")
             )
-            new = draw_new_bookings(params, np.full(rows.height, days_remaining), n_draws, rng)
+            exposure = new_model.exposure(rows["quota_type"].to_list(), elapsed, days_remaining)
+            new = draw_new_bookings(params, exposure, n_draws, rng, rate_factor=new_factor)
             totals[:, idx] += new
             extra["expected_from_new_deals"][idx] = new.mean(axis=0)
         curve = model.pacing.get(period_type)
@@ -248,10 +280,12 @@ def project(
     )
 
 
-def _posterior_logits(posterior, cells: pl.DataFrame, elapsed: float, n_draws: int, seed: list[int]) -> np.ndarray:
-    """(n_draws, n_cells) logits: one posterior draw subset and one common period shock per
-    simulation draw, shared by every cell of the period (one call for all cells keeps them
-    aligned; the same seed makes every call pick the same draws)."""
+def _posterior_logits(
+    posterior, cells: pl.DataFrame, elapsed: float, n_draws: int, seed: list[int], period_shock: bool = True
+) -> np.ndarray:
+    """(n_draws, n_cells) logits: one posterior draw subset and (with ``period_shock``) one common
+    period shock per simulation draw, shared by every cell of the period (one call for all cells
+    keeps them aligned; the same seed makes every call pick the same draws)."""
     stage_names = cells["stage_name"].to_list()
     known = [s in set(posterior.stages) for s in stage_names]
     variants = posterior.stages if not all(known) else posterior.stages[:1]
@@ -264,7 +298,8 @@ def _posterior_logits(posterior, cells: pl.DataFrame, elapsed: float, n_draws: i
             elapsed,
             n_draws=n_draws,
             rng=np.random.default_rng(seed),
-            period_shock=True,
+            period_shock=period_shock,
+            deal_classes=cells["deal_class"].to_list(),
         )
         for variant in variants
     ]

@@ -44,3 +44,17 @@ def opportunity_type_map(quota_types: list[str]) -> pl.DataFrame:
     the caller because it matches every Type, null included."""
     pairs = [(t, q) for q in quota_types if q != EVERY_TYPE for t in OPPORTUNITY_TYPES[q]]
     return pl.DataFrame(pairs, schema={"Type": pl.String, "quota_type": pl.String}, orient="row")
+
+
+# The class of a deal for the win-rate and new-deal models: the quota type its Type counts toward,
+# or "other" (a null Type, or one no quota type names). New business, expansion and renewal deals
+# convert at very different rates; pooling them makes a projection wrong whenever the mix of types
+# in the pipeline shifts. "bookings" is not a class: it counts every Type.
+OTHER_DEAL_CLASS = "other"
+DEAL_CLASSES = (*OPPORTUNITY_TYPES, OTHER_DEAL_CLASS)
+
+
+def deal_class(opportunity_type: pl.Expr) -> pl.Expr:
+    """The deal class of an Opportunity.Type expression (one of DEAL_CLASSES, never null)."""
+    mapping = {t: q for q, types in OPPORTUNITY_TYPES.items() for t in types}
+    return opportunity_type.replace_strict(mapping, default=OTHER_DEAL_CLASS, return_dtype=pl.String).fill_null(OTHER_DEAL_CLASS)

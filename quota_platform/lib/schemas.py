@@ -12,7 +12,7 @@ from quota_platform.lib.backtest import ACCURACY_SCHEMA
 from quota_platform.lib.calendar import PERIOD_TYPES
 from quota_platform.lib.contract import OBJECTS
 from quota_platform.lib.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
-from quota_platform.lib.quota_types import QUOTA_TYPE_BY_DEVELOPER_NAME
+from quota_platform.lib.quota_types import DEAL_CLASSES, QUOTA_TYPE_BY_DEVELOPER_NAME
 from quota_platform.lib.model_fit import POSTERIOR_SCHEMA
 from quota_platform.lib.pipeline import PIPELINE_SCHEMA
 from quota_platform.lib.projection import PROJECTION_SCHEMA
@@ -176,6 +176,8 @@ WIN_RATE_POSTERIORS = pa.DataFrameSchema(
             "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
             "rep_id": _required(pl.String()),
             "stage": _required(pl.String()),
+            "deal_class": _required(pl.String(), pa.Check.isin(list(DEAL_CLASSES))),
+            "deal_size": _required(pl.String(), pa.Check.isin(["standard", "large"])),
             "close_date_bucket": _required(pl.String(), pa.Check.isin(["in_period", "overdue", "later"])),
             "win_rate_mean": _required(pl.Float64(), pa.Check.in_range(0, 1)),
             "win_rate_p10": _required(pl.Float64(), pa.Check.in_range(0, 1)),
@@ -185,7 +187,7 @@ WIN_RATE_POSTERIORS = pa.DataFrameSchema(
         },
     ),
     strict=True,
-    unique=["snapshot_month", "period_type", "rep_id", "stage", "close_date_bucket"],
+    unique=["snapshot_month", "period_type", "rep_id", "stage", "deal_class", "deal_size", "close_date_bucket"],
     name="win_rate_posteriors",
 )
 

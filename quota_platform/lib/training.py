@@ -10,8 +10,8 @@ day is read: :func:`assert_no_leakage` checks it.
 
 Two products:
 
-- :func:`win_rate_cells`: aggregated binomial counts per owner x stage x close-date bucket x
-  checkpoint x period, down-weighted so each deal counts once per period however many checkpoints
+- :func:`win_rate_cells`: aggregated binomial counts per owner x stage x deal class x close-date
+  bucket x checkpoint x period, down-weighted so each deal counts once per period however many checkpoints
   saw it open.
 - :func:`new_deal_history`: per rep, quota type and product family, the credit won within a
   period from deals created after each checkpoint (deals not yet in the pipeline), with the
@@ -27,9 +27,21 @@ import polars as pl
 
 from quota_platform.lib import calendar as cal
 from quota_platform.lib.crediting import REVENUE, CreditInputs, attribute_credit, states_as_of
+from quota_platform.lib.currency import RATE_COL, attach_rates
+from quota_platform.lib.quota_types import deal_class
 
 CHECKPOINTS = (0.1, 0.3, 0.5, 0.7, 0.9)
 BUCKET_IN_PERIOD, BUCKET_OVERDUE, BUCKET_LATER = "in_period", "overdue", "later"
+
+# Deal size. Large deals close less often and later than the rest of their class (more people
+# sign, more can go wrong), and they carry a large share of the money: one rate for all sizes
+# over-projects a period whose pipeline happens to hold more of them. A deal is "large" when its
+# USD amount is at or above LARGE_DEAL_QUANTILE of its class's deals in the fit's window; a
+# class with fewer than MIN_SIZE_DEALS deals there has no large tier. The win-rate model sees a
+# large deal as its own class, "<class>+large" (LARGE_SUFFIX).
+LARGE_DEAL_QUANTILE = 0.9
+MIN_SIZE_DEALS = 50
+LARGE_SUFFIX = "+large"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,17 +127,61 @@ def won_within_period(
     )
 
 
+def large_deal_thresholds(
+    opportunities: pl.DataFrame, history: pl.DataFrame, inputs: CreditInputs, since: date
+) -> dict[str, float]:
+    """deal class -> USD amount from which a deal is large: LARGE_DEAL_QUANTILE of the amounts of
+    the class's opportunities created on or after ``since``, each at its latest known amount
+    (latest history row given, else the opportunity's) converted at that row's date. Pass the
+    frames as known before the fit's cut-off."""
+    latest = history.sort("CreatedDate").group_by("OpportunityId").agg(
+        pl.col("Amount").last().alias("_amount"), pl.col("CreatedDate").last().dt.date().alias("_at")
+    )
+    deals = (
+        opportunities.filter(~pl.col("IsDeleted").fill_null(False) & (pl.col("CreatedDate").dt.date() >= since))
+        .join(latest, left_on="Id", right_on="OpportunityId", how="left")
+        .select(
+            deal_class(pl.col("Type")).alias("deal_class"),
+            pl.coalesce("_amount", "Amount").alias("_amount"),
+            pl.coalesce("_at", pl.col("CreatedDate").dt.date()).alias("_at"),
+            "CurrencyIsoCode",
+        )
+        .filter(pl.col("_amount") > 0)
+    )
+    if deals.is_empty():
+        return {}
+    usd = attach_rates(
+        deals, inputs.rates, date_col="_at", currency_col="CurrencyIsoCode", corporate_currency=inputs.rules.corporate_currency
+    ).filter(pl.col(RATE_COL).is_not_null())
+    by_class = usd.group_by("deal_class").agg(
+        pl.len().alias("n"), (pl.col("_amount") / pl.col(RATE_COL)).quantile(LARGE_DEAL_QUANTILE, "lower").alias("threshold")
+    )
+    return {c: float(t) for c, n, t in by_class.iter_rows() if n >= MIN_SIZE_DEALS and t is not None and t > 0}
+
+
+def sized_class(klass: pl.Expr, amount_usd: pl.Expr, thresholds: dict[str, float] | None) -> pl.Expr:
+    """The model's class of a deal: its deal class, with LARGE_SUFFIX when its USD amount reaches
+    the class's threshold."""
+    if not thresholds:
+        return klass
+    limit = klass.replace_strict(thresholds, default=None, return_dtype=pl.Float64)
+    return pl.when(limit.is_not_null() & (amount_usd >= limit)).then(klass + LARGE_SUFFIX).otherwise(klass)
+
+
 def win_rate_cells(
     opportunities: pl.DataFrame,
     history: pl.DataFrame,
     flags: pl.DataFrame,
     teams: pl.DataFrame,
     periods: list[Period],
+    large_deals: tuple[dict[str, float], CreditInputs] | None = None,
 ) -> pl.DataFrame:
     """Aggregated counts for the win-rate model: rep_id (the deal's owner), team_id, stage,
-    close_date_bucket, elapsed, period_id, trials, wins. ``teams`` maps rep_id -> team_id."""
+    deal_class (quota_types.deal_class of the Type; with ``large_deals`` = (thresholds, inputs),
+    :func:`sized_class` of it at the checkpoint's amount in USD), close_date_bucket, elapsed,
+    period_id, trials, wins. ``teams`` maps rep_id -> team_id."""
     schema = {
-        "rep_id": pl.String, "team_id": pl.String, "stage": pl.String, "close_date_bucket": pl.String,
+        "rep_id": pl.String, "team_id": pl.String, "stage": pl.String, "deal_class": pl.String, "close_date_bucket": pl.String,
         "elapsed": pl.Float64, "period_id": pl.String, "trials": pl.Float64, "wins": pl.Float64,
     }
     if not periods:
@@ -142,19 +198,28 @@ def win_rate_cells(
         open_at.join(won, on=["period_id", "Id"], how="left")
         .with_columns(
             pl.col("_won").fill_null(0.0),
+            deal_class(pl.col("Type")).alias("deal_class"),
             close_date_bucket(pl.col("CloseDate"), pl.col("as_of_date"), pl.col("period_end")).alias("close_date_bucket"),
             (1.0 / pl.len().over("period_id", "Id")).alias("_weight"),
         )
         .join(teams, left_on="OwnerId", right_on="rep_id", how="left")
     )
+    if large_deals is not None and large_deals[0]:
+        thresholds, inputs = large_deals
+        observed = attach_rates(
+            observed, inputs.rates, date_col="as_of_date", currency_col="CurrencyIsoCode",
+            corporate_currency=inputs.rules.corporate_currency,
+        ).with_columns(
+            sized_class(pl.col("deal_class"), pl.col("Amount").fill_null(0.0) / pl.col(RATE_COL), thresholds).alias("deal_class")
+        )
     return (
         observed.group_by(
             pl.col("OwnerId").alias("rep_id"), "team_id", pl.col("StageName").alias("stage"),
-            "close_date_bucket", "elapsed", "period_id",
+            "deal_class", "close_date_bucket", "elapsed", "period_id",
         )
         .agg(pl.col("_weight").sum().alias("trials"), (pl.col("_weight") * pl.col("_won")).sum().alias("wins"))
         .cast(schema)
-        .sort("period_id", "rep_id", "stage", "close_date_bucket", "elapsed")
+        .sort("period_id", "rep_id", "stage", "deal_class", "close_date_bucket", "elapsed")
     )
 
 
