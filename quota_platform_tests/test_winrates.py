@@ -105,6 +105,12 @@ def test_recovers_known_win_rates(sim, summary):
     and the 80% intervals are calibrated (they hold the truth for most cells). A wrong index into
     mu, team or rep effects, a sign error in the likelihood or a broken elapsed slope fails it."""
     cells = _with_truth(summary, sim).filter(pl.col("rep_id") != SILENT_REP)
+    _assert_recovered(cells)
+
+
+def _assert_recovered(cells: pl.DataFrame) -> pl.DataFrame:
+    """Well-observed cells within the error bounds of the truth, and 80% intervals calibrated;
+    returns the well-observed cells."""
     well = cells.filter(pl.col("n_observed") >= WELL_OBSERVED_TRIALS)
     assert well.height >= 50, f"only {well.height} well-observed cells; the simulation is too thin"
     error = (well["win_rate_mean"] - well["truth"]).abs()
@@ -113,6 +119,7 @@ def test_recovers_known_win_rates(sim, summary):
     assert error.max() <= MAX_ABS_ERROR_WELL_OBSERVED, well.with_columns(error.alias("error")).sort("error").tail(5)
     covered = ((cells["win_rate_p10"] <= cells["truth"]) & (cells["truth"] <= cells["win_rate_p90"])).mean()
     assert covered >= MIN_COVERAGE_80, f"80% intervals hold the truth for only {covered:.0%} of cells"
+    return well
 
 
 def test_rep_without_data_gets_its_teams_rates(sim, summary):
@@ -333,15 +340,8 @@ def test_recovers_deal_class_difference_and_rates(sim2, posterior2, summary2):
     assert abs(diff.mean() - RENEWAL_OFFSET) <= CLASS_DIFFERENCE_TOLERANCE, (diff.mean(), diff.std())
 
     cells = _with_truth(summary2, sim2)
-    well = cells.filter(pl.col("n_observed") >= WELL_OBSERVED_TRIALS)
-    assert well.height >= 50, f"only {well.height} well-observed cells; the simulation is too thin"
+    well = _assert_recovered(cells)
     assert set(well["deal_class"]) == set(CLASSES)
-    error = (well["win_rate_mean"] - well["truth"]).abs()
-    assert error.mean() <= MEAN_ABS_ERROR_WELL_OBSERVED
-    assert error.quantile(0.9) <= P90_ABS_ERROR_WELL_OBSERVED
-    assert error.max() <= MAX_ABS_ERROR_WELL_OBSERVED, well.with_columns(error.alias("error")).sort("error").tail(5)
-    covered = ((cells["win_rate_p10"] <= cells["truth"]) & (cells["truth"] <= cells["win_rate_p90"])).mean()
-    assert covered >= MIN_COVERAGE_80, f"80% intervals hold the truth for only {covered:.0%} of cells"
 
 
 def test_unknown_deal_class_gets_the_average_of_known_classes(sim2, posterior2):
