@@ -74,10 +74,16 @@ def _backtest(args: argparse.Namespace) -> int:
         return 0
     table = pooled(accuracy).select(
         "period_type", "checkpoint_pct", "level", "method", "periods", "n",
-        *(pl.col(c).round(3) for c in ("wape", "bias", "coverage_p10_p90", "below_p10", "above_p90", "brier_skill")),
+        *(
+            pl.col(c).round(3)
+            for c in (
+                "wape", "bias", "coverage_p10_p90", "below_p10", "above_p90",
+                "pit_coverage_p10_p90", "pit_below_p10", "pit_above_p90", "brier_skill",
+            )
+        ),
         pl.col("crps").round(0),
     )
-    with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+    with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=260, tbl_hide_dataframe_shape=True):
         print(table)
     print("Per period: table quota_platform.projection_accuracy")
     return 0

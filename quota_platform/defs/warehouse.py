@@ -3,7 +3,13 @@
 Dagster's DuckDB polars handler skips writing an empty frame, so an org without an optional object
 (or a day with no won deal) would leave no table behind and the next read would fail; here an
 empty frame writes an empty table with its columns. Datetimes read back in UTC whatever DuckDB's
-session time zone is. A partitioned input that was never materialized stops the run."""
+session time zone is. A partitioned input that was never materialized stops the run.
+
+A release that adds columns to a table (win_rate_posteriors gained deal_class and deal_size) meets
+warehouses written by the one before: the handler adds the new columns to the existing table
+(null in the rows written before) and writes the frame in the table's column order, because
+DuckDB's insert is by position. A column the table has and the frame lacks stops the write with
+the table and columns named: dropping data is a migration for a person to decide."""
 
 from collections.abc import Sequence
 
@@ -32,8 +38,37 @@ def require_materialized(instance: dg.DagsterInstance, asset_key: dg.AssetKey, p
         )
 
 
+def align_to_table(obj: pl.DataFrame, schema: str, table: str, connection) -> pl.DataFrame:
+    """``obj`` ready to insert into ``schema.table`` if it exists: columns the table lacks are
+    added to it, and the frame is put in the table's column order."""
+    existing = [
+        row[0]
+        for row in connection.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+            "order by ordinal_position",
+            [schema, table],
+        ).fetchall()
+    ]
+    if not existing or existing == obj.columns:
+        return obj
+    missing = [c for c in existing if c not in obj.columns]
+    if missing:
+        raise dg.Failure(
+            f"warehouse table {schema}.{table} has column(s) {', '.join(missing)} that this release no longer "
+            "writes; migrate or drop the table (its data is rebuilt by materializing the asset again)"
+        )
+    new_columns = [c for c in obj.columns if c not in existing]
+    if new_columns:
+        probe = obj.head(0).select(new_columns).to_arrow()  # noqa: F841  (read by name in the SQL below)
+        types = dict(connection.execute("select column_name, column_type from (describe select * from probe)").fetchall())
+        for column in new_columns:
+            connection.execute(f'alter table {schema}.{table} add column "{column}" {types[column]}')
+    return obj.select(existing + new_columns)
+
+
 class PolarsTableHandler(DuckDBPolarsTypeHandler):
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
+        obj = align_to_table(obj, table_slice.schema, table_slice.table, connection)
         if not obj.is_empty():
             return super().handle_output(context, table_slice, obj, connection)
         empty_arrow = obj.to_arrow()  # noqa: F841  (read by name in the SQL below)

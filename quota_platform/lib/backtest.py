@@ -7,6 +7,14 @@ the period's last day. Per period x checkpoint x level x method:
 - ``wape``: sum |P50 - actual| / sum actual; ``bias``: sum (P50 - actual) / sum actual.
 - ``coverage_p10_p90``: share of actuals inside [P10, P90]; ``below_p10`` and ``above_p90``: the
   tails (an honest 80% interval has 80% inside and 10% in each tail).
+- ``pit_coverage_p10_p90``, ``pit_below_p10``, ``pit_above_p90``: the same from the randomised
+  PIT (Czado, Gneiting and Held 2009), which a forecast with a point mass needs. A rep whose
+  projection gives "nothing more is won" a 40% chance has P10 = closed won; when nothing more is
+  won, the actual sits on that atom, and counting it "inside [P10, P90]" hides whether the 40%
+  was right. The randomised PIT of such an actual is uniform over the atom's probability range
+  (0 - 40%), so it falls below 10% a quarter of the time. Where the forecast has no atom at the
+  actual the two definitions agree. Computed from the stored quantile grid, with the
+  distribution taken as uniform between grid levels.
 - ``crps``: mean continuous ranked probability score, from the stored quantile grid
   (2 x the mean pinball loss over the grid's levels); for a point forecast, the absolute error.
 - ``brier``: mean (P(at risk) - at risk)^2 where at risk means attainment below 80% at period end;
@@ -50,6 +58,9 @@ ACCURACY_SCHEMA = {
     "coverage_p10_p90": pl.Float64(),
     "below_p10": pl.Float64(),
     "above_p90": pl.Float64(),
+    "pit_coverage_p10_p90": pl.Float64(),
+    "pit_below_p10": pl.Float64(),
+    "pit_above_p90": pl.Float64(),
     "crps": pl.Float64(),
     "brier": pl.Float64(),
     "base_rate": pl.Float64(),
@@ -164,6 +175,21 @@ def baseline_forecasts(
     )
 
 
+def pit_tail_shares(actual: np.ndarray, quantiles: np.ndarray, levels: np.ndarray, low: float = 0.1, high: float = 0.9):
+    """Per row, the probability that the randomised PIT of ``actual`` is below ``low`` and above
+    ``high``, given the forecast's quantiles at ``levels`` (rows x levels, increasing). The PIT
+    is uniform between F(actual-) and F(actual), bracketed by the grid: the highest level whose
+    quantile is below the actual (0 if none) and the lowest whose quantile is above it (1 if none)."""
+    actual = np.asarray(actual, dtype=float)[:, None]
+    levels = np.asarray(levels, dtype=float)[None, :]
+    lower = np.max(np.where(quantiles < actual, levels, 0.0), axis=1)
+    upper = np.min(np.where(quantiles > actual, levels, 1.0), axis=1)
+    width = np.maximum(upper - lower, 1e-12)
+    below = np.clip((low - lower) / width, 0.0, 1.0)
+    above = np.clip((upper - high) / width, 0.0, 1.0)
+    return below, above
+
+
 def score(rows: pl.DataFrame) -> pl.DataFrame:
     """Metrics per period x checkpoint x level x method from checkpoint rows joined with their
     actual outcome (columns of :func:`baseline_forecasts` plus ``actual``)."""
@@ -178,6 +204,7 @@ def score(rows: pl.DataFrame) -> pl.DataFrame:
     levels = np.array(QUANTILE_GRID)
     pinball = np.maximum(levels[None, :] * (actual[:, None] - quantiles), (levels[None, :] - 1) * (actual[:, None] - quantiles))
     crps_model = 2.0 * pinball.mean(axis=1)
+    pit_below, pit_above = pit_tail_shares(actual, quantiles, levels)
     per_method = []
     for method in METHODS:
         if method == "model":
@@ -185,11 +212,13 @@ def score(rows: pl.DataFrame) -> pl.DataFrame:
             p10, p90 = rows["projected_p10"].to_numpy(), rows["projected_p90"].to_numpy()
             crps = crps_model
             prob = rows["prob_at_risk"].fill_null(np.nan).to_numpy()
+            pit = (pit_below, pit_above)
         else:
             point = rows[method].to_numpy()
             p10 = p90 = np.full(point.shape, np.nan)
             crps = np.abs(point - actual)
             prob = np.where(has_quota, (point < AT_RISK_PCT / 100.0 * np.where(has_quota, quota, 1.0)).astype(float), np.nan)
+            pit = (np.full(point.shape, np.nan), np.full(point.shape, np.nan))
         per_method.append(
             rows.select("period_type", "period_start", "checkpoint_pct", "level", pl.col("as_of_date").alias("checkpoint_date")).with_columns(
                 pl.lit(method).alias("method"),
@@ -198,12 +227,16 @@ def score(rows: pl.DataFrame) -> pl.DataFrame:
                 pl.Series("_inside", np.where(np.isnan(p10), np.nan, ((p10 <= actual) & (actual <= p90)).astype(float))),
                 pl.Series("_below", np.where(np.isnan(p10), np.nan, (actual < p10).astype(float))),
                 pl.Series("_above", np.where(np.isnan(p90), np.nan, (actual > p90).astype(float))),
+                pl.Series("_pit_below", pit[0]),
+                pl.Series("_pit_above", pit[1]),
                 pl.Series("_crps", crps),
                 pl.Series("_brier", (prob - at_risk) ** 2),
                 pl.Series("_risk", at_risk),
             )
         )
-    long = pl.concat(per_method).with_columns(pl.col(c).fill_nan(None) for c in ("_inside", "_below", "_above", "_brier", "_risk"))
+    long = pl.concat(per_method).with_columns(
+        pl.col(c).fill_nan(None) for c in ("_inside", "_below", "_above", "_pit_below", "_pit_above", "_brier", "_risk")
+    )
     grouped = long.group_by("period_type", "period_start", "checkpoint_pct", "level", "method").agg(
         pl.len().cast(pl.Int64).alias("n"),
         pl.col("_err").abs().sum().alias("sum_abs_error"),
@@ -212,6 +245,9 @@ def score(rows: pl.DataFrame) -> pl.DataFrame:
         pl.col("_inside").mean().alias("coverage_p10_p90"),
         pl.col("_below").mean().alias("below_p10"),
         pl.col("_above").mean().alias("above_p90"),
+        pl.col("_pit_below").mean().alias("pit_below_p10"),
+        pl.col("_pit_above").mean().alias("pit_above_p90"),
+        (1 - pl.col("_pit_below").mean() - pl.col("_pit_above").mean()).alias("pit_coverage_p10_p90"),
         pl.col("_crps").mean().alias("crps"),
         pl.col("_brier").mean().alias("brier"),
         pl.col("_risk").mean().alias("base_rate"),
@@ -242,6 +278,12 @@ def pooled(accuracy: pl.DataFrame) -> pl.DataFrame:
         pl.col("sum_abs_error").sum(),
         pl.col("sum_error").sum(),
         pl.col("sum_actual").sum(),
-        *[weighted(c) for c in ("coverage_p10_p90", "below_p10", "above_p90", "crps", "brier", "base_rate")],
+        *[
+            weighted(c)
+            for c in (
+                "coverage_p10_p90", "below_p10", "above_p90", "pit_coverage_p10_p90", "pit_below_p10", "pit_above_p90",
+                "crps", "brier", "base_rate",
+            )
+        ],
     )
     return with_ratios(out).sort("period_type", "checkpoint_pct", "level", "method")
