@@ -952,7 +952,7 @@ def _build_model(arrays: dict[str, np.ndarray], coords: dict[str, list[str]]):
 
 def _sample(arrays: dict[str, np.ndarray], coords: dict[str, list[str]], settings: FitSettings):
     """Posterior draws of the free parameters (flattened over chains) and diagnostics."""
-    from threadpoolctl import threadpool_limits  # a dependency of pymc
+    from threadpoolctl import threadpool_limits
 
     model = _build_model(arrays, coords)
     free = [rv.name for rv in model.free_RVs]  # R-hat and ESS are taken over all of them
