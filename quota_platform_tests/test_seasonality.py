@@ -150,7 +150,11 @@ def test_period_shock_scale_is_learned_from_the_lookback():
                                 fit, fit, CAL)
     values, weights = adj.shock_sd
     assert np.dot(values, weights) == pytest.approx(means[0.02] * np.sqrt(7 / 6))
-    draws = adj.shock_sd_draws(1000, np.random.default_rng(0))
-    assert draws.shape == (1000,) and set(np.unique(draws)) <= set(values)
+    draws = adj.shock_sd_draws(np.random.default_rng(0).random(20_000))
+    assert draws.shape == (20_000,) and set(np.unique(draws)) <= set(values)
+    assert draws.mean() == pytest.approx(np.dot(values, weights), rel=0.05)  # the posterior, sampled
+    # inverse CDF by hand: weights 0.2 / 0.5 / 0.3 on 0.1 / 0.2 / 0.3
+    by_hand = S.SeasonalAdjustment(shock_sd=((0.1, 0.2, 0.3), (0.2, 0.5, 0.3)))
+    assert by_hand.shock_sd_draws(np.array([0.0, 0.19, 0.2, 0.69, 0.7, 0.999])).tolist() == [0.1, 0.1, 0.2, 0.2, 0.3, 0.3]
     # nothing estimated: no shock of its own (the win-rate fit's is used)
     assert S.seasonal_adjustment(cal.MONTH, date(2025, 10, 1), [], S.none("x"), S.none("x"), CAL).shock_sd is None

@@ -130,13 +130,15 @@ def project(
         elapsed = ((as_of - period_start).days + 1) / ((period_end - period_start).days + 1)
         days_remaining = (period_end - as_of).days
         season = model.seasonal.get(period_type, SeasonalAdjustment())
-        # one standard normal per draw for each seasonal offset, drawn whether or not it is used
-        # so that the streams after it do not depend on the model's contents
+        # per draw: normals for the two seasonal offsets and the shock, a uniform for the shock's
+        # sd; drawn whether or not they are used, so the streams after them do not depend on the
+        # model's contents
         season_z = rng.standard_normal((3, n_draws))
+        shock_u = rng.random(n_draws)
         win_offset = season.win_rate_logit[0] + season.win_rate_logit[1] * season_z[0]
         # the period's common shock: its sd from the seasonal lookback's many periods when there
         # were enough of them, else the win-rate fit's (inside _posterior_logits)
-        shock_sd = season.shock_sd_draws(n_draws, rng)
+        shock_sd = season.shock_sd_draws(shock_u)
         if shock_sd is not None:
             win_offset = win_offset + shock_sd * season_z[2]
         new_factor = np.exp(season.new_deal_log[0] + season.new_deal_log[1] * season_z[1])

@@ -244,11 +244,15 @@ class SeasonalAdjustment:
     # (estimated from the window's few periods only)
     shock_sd: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
-    def shock_sd_draws(self, n_draws: int, rng: np.random.Generator) -> np.ndarray | None:
+    def shock_sd_draws(self, uniforms: np.ndarray) -> np.ndarray | None:
+        """One shock sd per draw from its posterior, by inverting its distribution at
+        ``uniforms`` (0-1, one per draw); None when the lookback estimated none."""
         if self.shock_sd is None:
             return None
-        values, weights = self.shock_sd
-        return rng.choice(np.asarray(values), size=n_draws, p=np.asarray(weights))
+        values, weights = np.asarray(self.shock_sd[0]), np.asarray(self.shock_sd[1])
+        cdf = np.cumsum(weights)
+        index = np.searchsorted(cdf / cdf[-1], np.asarray(uniforms), side="right")
+        return values[np.minimum(index, values.size - 1)]
 
 
 def seasonal_adjustment(
