@@ -18,7 +18,6 @@ mean error 0.017-0.023, 90th percentile 0.04-0.05, max 0.08-0.12, coverage 0.71-
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -413,28 +412,3 @@ def test_summary_has_one_row_per_rep_stage_class_and_bucket(sim2, posterior2, su
     wide = summary2.pivot("deal_class", index=["rep_id", "stage", "close_date_bucket"], values="win_rate_mean")
     assert (wide["renewal"] > wide["new_business"]).all()
     assert set(summary2["pooled_from"]) == {"rep"}
-
-
-def test_posterior_without_class_axis_is_read_as_one_class(posterior):
-    """Fits stored (pickled) before deal classes have mu (draws, stages, buckets), slope
-    (draws, buckets), no deal_classes and observed without deal_class: they load as one class."""
-    legacy = wr.WinRatePosterior.__new__(wr.WinRatePosterior)
-    state = dict(posterior.__dict__)
-    del state["deal_classes"]
-    dr = posterior.draws
-    state["draws"] = {**dr, "mu": dr["mu"][:, :, 0, :], "slope": dr["slope"][:, 0, :]}
-    state["observed"] = posterior.observed.drop("deal_class")
-    legacy.__dict__.update(state)
-    loaded = pickle.loads(pickle.dumps(legacy))
-    assert loaded.deal_classes == ["all"]
-    assert loaded.draws["mu"].shape == posterior.draws["mu"].shape
-    assert loaded.observed.equals(posterior.observed)
-    items = ([posterior.reps[0]], [posterior.rep_team[posterior.reps[0]]], ["S1"], ["overdue"], 0.4)
-    np.testing.assert_array_equal(
-        loaded.logit_draws(*items, n_draws=30, rng=2), posterior.logit_draws(*items, n_draws=30, rng=2)
-    )
-    built = wr.WinRatePosterior(
-        posterior.reps, posterior.teams, posterior.stages, posterior.rep_team, state["draws"], posterior.diagnostics,
-        posterior.periods,
-    )
-    assert built.draws["slope"].shape == posterior.draws["slope"].shape

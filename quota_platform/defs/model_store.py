@@ -15,7 +15,9 @@ from quota_platform.lib.projection import MODEL_FORMAT
 
 def _checked(model, asset: str, key: str, path: Path):
     """A stored model of the current format, or a Failure saying to fit it again."""
-    found = getattr(model, "format", 1)
+    # from the instance: the dataclass default also sits on the class, so getattr would report
+    # the current format for a pickle that never had the field
+    found = vars(model).get("format", 1)
     if found != MODEL_FORMAT:
         raise dg.Failure(
             f"{asset} for {key} ({path}) was fitted by an older release (model format {found}, this "

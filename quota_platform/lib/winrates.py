@@ -180,9 +180,6 @@ class WinRatePosterior:
     ``observed`` holds the training trials and wins per rep_id, team_id, stage, deal_class,
     close_date_bucket. ``deal_classes`` are the fitted deal classes (sorted), the order of the
     class axis of ``mu`` and ``slope``; team, rep and period effects are shared by all classes.
-
-    A posterior made before deal classes (``mu`` without a class axis, no ``deal_classes``),
-    constructed or unpickled, is read as one of the single class DEFAULT_DEAL_CLASS.
     """
 
     reps: list[str]
@@ -194,33 +191,6 @@ class WinRatePosterior:
     periods: list[str] = field(default_factory=list)
     observed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_OBSERVED_SCHEMA))
     deal_classes: list[str] = field(default_factory=lambda: [DEFAULT_DEAL_CLASS])
-
-    def __post_init__(self) -> None:
-        self._read_single_class_layout()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # pickles of the model store made before deal classes lack the field and the class axis
-        self.__dict__.update(state)
-        if "deal_classes" not in state:
-            self.deal_classes = [DEFAULT_DEAL_CLASS]
-        self._read_single_class_layout()
-
-    def _read_single_class_layout(self) -> None:
-        """Give a posterior without a class axis (mu (draws, stages, buckets), slope (draws,
-        buckets), observed without deal_class) the one class axis of ``deal_classes``."""
-        if len(self.deal_classes) != 1:
-            return
-        draws = self.draws
-        if draws.get("mu") is not None and np.ndim(draws["mu"]) == 3:
-            draws = {**draws, "mu": np.asarray(draws["mu"])[:, :, None, :]}
-        if draws.get("slope") is not None and np.ndim(draws["slope"]) == 2:
-            draws = {**draws, "slope": np.asarray(draws["slope"])[:, None, :]}
-        self.draws = draws
-        if DEAL_CLASS not in self.observed.columns and "stage" in self.observed.columns:
-            at = self.observed.columns.index("stage") + 1
-            self.observed = self.observed.insert_column(
-                at, pl.repeat(self.deal_classes[0], self.observed.height, dtype=pl.String, eager=True).alias(DEAL_CLASS)
-            )
 
     @property
     def n_draws(self) -> int:
