@@ -29,7 +29,7 @@ warnings.filterwarnings("ignore")
 from datetime import date
 import dagster as dg
 from quota_platform.definitions import build_assets
-from quota_platform.defs.resources import build_resources
+from quota_platform.resources import build_resources
 from quota_platform.refresh import dagster_instance
 from quota_platform.settings import Settings
 start, end = sys.argv[1], sys.argv[2]

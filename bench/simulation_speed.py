@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quota_platform.lib.simulation import simulate_totals  # noqa: E402
+from quota_platform.lib.forecast.simulation import simulate_totals  # noqa: E402
 
 
 def build(n_draws: int, n_deals: int, n_reps: int, seed: int):

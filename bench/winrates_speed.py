@@ -33,13 +33,13 @@ DEFAULT_CLASSES = "new_business:0.0,expansion:0.4,renewal:1.8"
 def child(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     sys.path.insert(0, str(ROOT))
-    from quota_platform.lib.winrates import configure_compile_cache
+    from quota_platform.lib.forecast.winrates import configure_compile_cache
 
     configure_compile_cache(Path(args.cache_dir))  # before anything imports pytensor
 
     import numpy as np
 
-    from quota_platform.lib.winrates import FitSettings, fit_win_rates, simulate_cells
+    from quota_platform.lib.forecast.winrates import FitSettings, fit_win_rates, simulate_cells
 
     sizes = np.random.default_rng(args.seed).integers(4, 14, size=args.teams)
     sizes = np.maximum(1, np.round(sizes * args.reps / sizes.sum()).astype(int))

@@ -56,7 +56,7 @@ def _refresh(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from quota_platform.lib.backtest import pooled
+    from quota_platform.lib.backtest.scoring import pooled
     from quota_platform.refresh import backtest
 
     code, settings = _run(
@@ -90,7 +90,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from quota_platform.lib.demo_org import generate_demo_org
+    from quota_platform.samples.demo_org import generate_demo_org
 
     started = time.perf_counter()
     summary = generate_demo_org(Path(args.out), args.as_of, args.seed, progress=_progress)
@@ -102,7 +102,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 def _import_maven(args: argparse.Namespace) -> int:
     from importlib.resources import as_file, files
 
-    from quota_platform.lib.importers.maven import import_maven
+    from quota_platform.samples.maven import import_maven
 
     started = time.perf_counter()
     packaged = files("quota_platform") / "data" / "maven_crm"

@@ -9,13 +9,14 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from quota_platform.defs.attainment import attainment_assets
-from quota_platform.defs.bookings import booking_assets
+from quota_platform.defs.attainment.assets import attainment_assets
+from quota_platform.defs.backtest.assets import backtest_assets
+from quota_platform.defs.bookings.assets import booking_assets
+from quota_platform.defs.forecast.assets import projection_assets
 from quota_platform.defs.partitions import daily_partitions, monthly_partitions
-from quota_platform.defs.projections import backtest_assets, projection_assets
-from quota_platform.defs.quotas import quota_assets
-from quota_platform.defs.resources import build_resources
-from quota_platform.defs.sources import raw_assets
+from quota_platform.defs.quotas.assets import quota_assets
+from quota_platform.defs.sources.assets import raw_assets
+from quota_platform.resources import build_resources
 from quota_platform.settings import Settings
 
 

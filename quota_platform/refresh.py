@@ -15,7 +15,7 @@ import dagster as dg
 
 from quota_platform.definitions import build_assets
 from quota_platform.defs.partitions import month_key, partition_key
-from quota_platform.defs.resources import build_resources
+from quota_platform.resources import build_resources
 from quota_platform.settings import DEFAULT_HOME, Settings
 
 INSTANCE_YAML = """\

@@ -13,21 +13,10 @@ from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
-from quota_platform.lib.calendar import DEFAULT_RAMP, FiscalCalendar, parse_ramp
+from quota_platform.lib.core.calendar import FiscalCalendar, parse_ramp
+from quota_platform.lib.core.rules import Rules
 
 DEFAULT_HOME = Path(".quota_platform")
-
-
-@dataclasses.dataclass(frozen=True)
-class Rules:
-    """The crediting and attainment rules of CONTRACT.md section 2 that are settings."""
-
-    calendar: FiscalCalendar = FiscalCalendar(1)
-    corporate_currency: str = "USD"
-    ramp: tuple[float, ...] = DEFAULT_RAMP
-    credit_history_months: int = 12
-    pace_ahead_pct: float = 110.0
-    pace_behind_pct: float = 90.0
 
 
 @dataclasses.dataclass(frozen=True)

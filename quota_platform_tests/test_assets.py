@@ -8,11 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import polars as pl
 import pytest
 
 from quota_platform.definitions import build_assets, build_definitions
-from quota_platform.defs.resources import build_resources
+from quota_platform.resources import build_resources
 from quota_platform.settings import Settings
 
 USERS = """Id,Name,Email,ManagerId,IsActive,Hire_Date__c

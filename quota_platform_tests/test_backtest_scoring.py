@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from quota_platform.lib.backtest import pit_tail_shares, score
-from quota_platform.lib.projection import QUANTILE_GRID
+from quota_platform.lib.backtest.scoring import pit_tail_shares, score
+from quota_platform.lib.forecast.projection import QUANTILE_GRID
 
 LEVELS = np.array(QUANTILE_GRID)  # 0.05, 0.10, ..., 0.95
 

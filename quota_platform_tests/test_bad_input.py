@@ -19,7 +19,15 @@ from __future__ import annotations
 
 import pytest
 
-from quota_platform_tests.orgs import opportunity, platform_env, query, quota, run_refresh, user, write_org
+from quota_platform_tests.orgs import (
+    opportunity,
+    platform_env,
+    query,
+    quota,
+    run_refresh,
+    user,
+    write_org,
+)
 
 AS_OF = "2025-03-31"
 Q1 = "2025-01-01"

@@ -5,7 +5,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from quota_platform.lib.calendar import (
+from quota_platform.lib.core.calendar import (
     DEFAULT_RAMP,
     FiscalCalendar,
     add_months,

@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from quota_platform.lib.calendar import add_months
-from quota_platform.lib.contract import OBJECTS
-from quota_platform.lib.demo_org import GENERATOR_VERSION, DemoOrgSummary, generate_demo_org
+from quota_platform.lib.core.calendar import add_months
+from quota_platform.lib.core.contract import OBJECTS
+from quota_platform.samples.demo_org import GENERATOR_VERSION, DemoOrgSummary, generate_demo_org
 from quota_platform.sources.files import read_object
 
 AS_OF = date(2025, 5, 20)  # mid-quarter: open pipeline in the current and the next quarter

@@ -11,13 +11,18 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from quota_platform.lib.calendar import FiscalCalendar
-from quota_platform.lib.crediting import CreditInputs, stage_flags
-from quota_platform.lib.demo_org import generate_demo_org
-from quota_platform.lib.pipeline import open_pipeline
-from quota_platform.lib.quota_types import org_quota_types
-from quota_platform.lib.training import as_known_before, new_deal_history, training_periods, win_rate_cells
-from quota_platform.settings import Rules
+from quota_platform.lib.attainment.crediting import CreditInputs, stage_flags
+from quota_platform.lib.attainment.pipeline import open_pipeline
+from quota_platform.lib.core.calendar import FiscalCalendar
+from quota_platform.lib.core.quota_types import org_quota_types
+from quota_platform.lib.core.rules import Rules
+from quota_platform.lib.forecast.training import (
+    as_known_before,
+    new_deal_history,
+    training_periods,
+    win_rate_cells,
+)
+from quota_platform.samples.demo_org import generate_demo_org
 from quota_platform.sources.files import read_object
 
 CUTOFF = date(2025, 10, 1)  # the snapshot month of the fit under test

@@ -17,8 +17,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from quota_platform.lib.contract import OBJECTS
-from quota_platform.lib.importers.maven import (
+from quota_platform.lib.core.contract import OBJECTS
+from quota_platform.samples.maven import (
     DERIVED_COL,
     EXCLUDED_PROSPECTING,
     SKIPPED_FIRST_QUARTER,
@@ -354,7 +354,7 @@ def test_two_imports_are_byte_identical_across_processes(src, imported, tmp_path
     _, out = imported
     again = tmp_path / "again"
     code = (
-        "import sys; from pathlib import Path; from quota_platform.lib.importers.maven import import_maven; "
+        "import sys; from pathlib import Path; from quota_platform.samples.maven import import_maven; "
         "import_maven(Path(sys.argv[1]), Path(sys.argv[2]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

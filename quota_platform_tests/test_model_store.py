@@ -8,8 +8,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from quota_platform.defs.model_store import ModelFiles, model_path
-from quota_platform.lib.projection import MODEL_FORMAT, ProjectionModel
+from quota_platform.lib.forecast.projection import MODEL_FORMAT, ProjectionModel
+from quota_platform.warehouse.model_store import ModelFiles, model_path
 
 
 def _model() -> ProjectionModel:

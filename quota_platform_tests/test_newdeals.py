@@ -5,7 +5,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from quota_platform.lib.newdeals import PRIOR_DEALS, draw_new_bookings, effective_days, exposure_curve, fit_new_deals
+from quota_platform.lib.forecast.newdeals import (
+    PRIOR_DEALS,
+    draw_new_bookings,
+    effective_days,
+    exposure_curve,
+    fit_new_deals,
+)
 
 
 def history(rows):
@@ -90,7 +96,7 @@ def test_seasonal_rate_factor_scales_each_draw():
 def test_pacing_curve_weighs_periods_equally():
     from datetime import date
 
-    from quota_platform.lib.pacing import pacing_curve, share_at
+    from quota_platform.lib.forecast.pacing import pacing_curve, share_at
 
     won = pl.DataFrame({
         "period_id": ["A", "A", "B"],

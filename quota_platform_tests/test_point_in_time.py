@@ -5,8 +5,8 @@ from datetime import date, datetime, timezone
 
 import polars as pl
 
-from quota_platform.lib.contract import conform
-from quota_platform.lib.crediting import stage_flags, states_as_of
+from quota_platform.lib.attainment.crediting import stage_flags, states_as_of
+from quota_platform.lib.core.contract import conform
 
 
 def _opps(rows):

@@ -7,12 +7,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from quota_platform.lib.attainment import ATTAINMENT_SCHEMA
-from quota_platform.lib.hierarchy import HIERARCHY_SCHEMA
-from quota_platform.lib.newdeals import NewDealModel
-from quota_platform.lib.pipeline import PIPELINE_SCHEMA
-from quota_platform.lib.projection import ProjectionModel, SimulationSettings, project
-from quota_platform.lib.seasonality import SeasonalAdjustment
+from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA
+from quota_platform.lib.attainment.hierarchy import HIERARCHY_SCHEMA
+from quota_platform.lib.attainment.pipeline import PIPELINE_SCHEMA
+from quota_platform.lib.forecast.newdeals import NewDealModel
+from quota_platform.lib.forecast.projection import ProjectionModel, SimulationSettings, project
+from quota_platform.lib.forecast.seasonality import SeasonalAdjustment
 
 AS_OF = date(2026, 2, 14)  # day 45 of Q1: 45 days remaining
 Q1 = (date(2026, 1, 1), date(2026, 3, 31))

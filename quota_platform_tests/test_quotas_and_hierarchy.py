@@ -6,10 +6,10 @@ from datetime import date
 import polars as pl
 import pytest
 
-from quota_platform.lib.contract import ContractError, conform, empty_frame
-from quota_platform.lib.hierarchy import closure
-from quota_platform.lib.quotas import build_quota_snapshots
-from quota_platform.settings import Rules
+from quota_platform.lib.attainment.hierarchy import closure
+from quota_platform.lib.attainment.quotas import build_quota_snapshots
+from quota_platform.lib.core.contract import ContractError, conform, empty_frame
+from quota_platform.lib.core.rules import Rules
 
 
 def frame(obj, rows):

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from polars.testing import assert_frame_equal
 
-from quota_platform.lib.contract import OBJECTS, ContractError, empty_frame
+from quota_platform.lib.core.contract import OBJECTS, ContractError, empty_frame
 from quota_platform.sources import files
 from quota_platform.sources.salesforce import (
     SalesforceSettings,

@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from quota_platform.lib import calendar as cal
-from quota_platform.lib import seasonality as S
-from quota_platform.lib.training import Period
+from quota_platform.lib.core import calendar as cal
+from quota_platform.lib.forecast import seasonality as S
+from quota_platform.lib.forecast.training import Period
 
 CAL = cal.FiscalCalendar(1)
 

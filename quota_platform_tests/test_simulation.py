@@ -1,4 +1,4 @@
-"""The Monte Carlo engine of the projections (``quota_platform.lib.simulation``).
+"""The Monte Carlo engine of the projections (``quota_platform.lib.forecast.simulation``).
 
 Expected values come from hand computations (shown in comments) or exact formulas; Monte Carlo
 checks use tolerances of 4 standard errors derived from the exact (or sample) moments, with fixed
@@ -12,8 +12,8 @@ import pytest
 import scipy.sparse as sp
 from numpy.polynomial.hermite_e import hermegauss
 
-from quota_platform.lib import simulation
-from quota_platform.lib.simulation import (
+from quota_platform.lib.forecast import simulation
+from quota_platform.lib.forecast.simulation import (
     crps_from_draws,
     exact_moments,
     interval_coverage,

@@ -6,11 +6,12 @@ from datetime import date
 import polars as pl
 import pytest
 
-from quota_platform.lib.calendar import FiscalCalendar
-from quota_platform.lib.contract import conform, empty_frame
-from quota_platform.lib.crediting import CreditInputs, stage_flags
-from quota_platform.lib.quota_types import deal_class
-from quota_platform.lib.training import (
+from quota_platform.lib.attainment.crediting import CreditInputs, stage_flags
+from quota_platform.lib.core.calendar import FiscalCalendar
+from quota_platform.lib.core.contract import conform, empty_frame
+from quota_platform.lib.core.quota_types import deal_class
+from quota_platform.lib.core.rules import Rules
+from quota_platform.lib.forecast.training import (
     Period,
     as_known_before,
     assert_no_leakage,
@@ -18,7 +19,6 @@ from quota_platform.lib.training import (
     training_periods,
     win_rate_cells,
 )
-from quota_platform.settings import Rules
 
 
 def frame(obj, rows):
@@ -126,7 +126,11 @@ def test_large_deal_threshold_and_sized_class_by_hand():
     # 60 new-business deals of 1,000 .. 60,000 USD (deal k: k x 1,000) plus one in EUR, and 10
     # renewals (fewer than MIN_SIZE_DEALS = 50: no large tier). A deal's latest history amount
     # counts, not its current field.
-    from quota_platform.lib.training import MIN_SIZE_DEALS, large_deal_thresholds, sized_class
+    from quota_platform.lib.forecast.training import (
+        MIN_SIZE_DEALS,
+        large_deal_thresholds,
+        sized_class,
+    )
 
     opps = [opp(f"N{k:02d}", "2025-01-05T10:00:00Z") for k in range(1, 61)]
     opps += [opp(f"R{k:02d}", "2025-01-05T10:00:00Z", type_="Renewal") for k in range(10)]

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from quota_platform.defs.warehouse import align_to_table
+from quota_platform.warehouse.duckdb_io import align_to_table
 
 
 def _table(rows: pl.DataFrame):

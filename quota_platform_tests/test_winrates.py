@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from quota_platform.lib import winrates as wr
+from quota_platform.lib.forecast import winrates as wr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -259,7 +259,7 @@ def test_softplus_kernel_matches_reference():
 
 def test_configure_compile_cache_sets_the_flag_before_import(tmp_path):
     code = (
-        "import os, sys; from pathlib import Path; from quota_platform.lib import winrates as wr; "
+        "import os, sys; from pathlib import Path; from quota_platform.lib.forecast import winrates as wr; "
         f"wr.configure_compile_cache(Path({str(tmp_path)!r})); "
         "assert 'pytensor' not in sys.modules; import pytensor; "
         f"assert Path(str(pytensor.config.base_compiledir)) == Path({str(tmp_path)!r}).resolve(), "

@@ -6,17 +6,17 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from quota_platform.lib import quarantine
-from quota_platform.lib.attainment import ATTAINMENT_SCHEMA, COMPANY, MANAGER, REP
-from quota_platform.lib.backtest import ACCURACY_SCHEMA
-from quota_platform.lib.calendar import PERIOD_TYPES
-from quota_platform.lib.contract import OBJECTS
-from quota_platform.lib.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
-from quota_platform.lib.quota_types import DEAL_CLASSES, QUOTA_TYPE_BY_DEVELOPER_NAME
-from quota_platform.lib.model_fit import POSTERIOR_SCHEMA
-from quota_platform.lib.pipeline import PIPELINE_SCHEMA
-from quota_platform.lib.projection import PROJECTION_SCHEMA
-from quota_platform.lib.quotas import SNAPSHOT_SCHEMA
+from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA, COMPANY, MANAGER, REP
+from quota_platform.lib.attainment.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
+from quota_platform.lib.attainment.pipeline import PIPELINE_SCHEMA
+from quota_platform.lib.attainment.quotas import SNAPSHOT_SCHEMA
+from quota_platform.lib.backtest.scoring import ACCURACY_SCHEMA
+from quota_platform.lib.core import quarantine
+from quota_platform.lib.core.calendar import PERIOD_TYPES
+from quota_platform.lib.core.contract import OBJECTS
+from quota_platform.lib.core.quota_types import DEAL_CLASSES, QUOTA_TYPE_BY_DEVELOPER_NAME
+from quota_platform.lib.forecast.model_fit import POSTERIOR_SCHEMA
+from quota_platform.lib.forecast.projection import PROJECTION_SCHEMA
 
 QUOTA_TYPES = list(QUOTA_TYPE_BY_DEVELOPER_NAME.values())
 PACE_STATUSES = ["ahead", "on_pace", "behind", "no_quota"]

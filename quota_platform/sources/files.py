@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from quota_platform.lib.contract import OBJECTS, ContractError, conform, empty_frame
+from quota_platform.lib.core.contract import OBJECTS, ContractError, conform, empty_frame
 
 
 def object_path(source_dir: Path, object_name: str) -> Path | None:

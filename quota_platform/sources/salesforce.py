@@ -1,5 +1,5 @@
 """The production source: the Salesforce org itself, read through simple-salesforce (CONTRACT.md
-section 1). It hands :func:`quota_platform.lib.contract.conform` the same raw columns the file
+section 1). It hands :func:`quota_platform.lib.core.contract.conform` the same raw columns the file
 source does, so both sources give the same frames.
 
 How each object is read
@@ -76,7 +76,13 @@ from simple_salesforce.exceptions import (
 from urllib3.exceptions import MaxRetryError, ResponseError, SSLError
 from urllib3.util.retry import Retry
 
-from quota_platform.lib.contract import OBJECTS, ContractError, ObjectSpec, conform, empty_frame
+from quota_platform.lib.core.contract import (
+    OBJECTS,
+    ContractError,
+    ObjectSpec,
+    conform,
+    empty_frame,
+)
 
 logger = logging.getLogger(__name__)
 

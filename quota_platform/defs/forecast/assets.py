@@ -1,0 +1,248 @@
+"""Projection assets: the open pipeline as of each day, the monthly win-rate fit, and period-end
+projections with honest ranges for every attainment row."""
+
+import dagster as dg
+import polars as pl
+
+from quota_platform.defs.bookings.assets import credit_inputs
+from quota_platform.defs.partitions import (
+    DAILY_PARTITION_COLUMN,
+    MONTHLY_PARTITION_COLUMN,
+    month_key,
+    run_dates,
+    run_months,
+)
+from quota_platform.defs.validation import frame_check, schema_check
+from quota_platform.lib import schemas
+from quota_platform.lib.attainment.crediting import stage_flags
+from quota_platform.lib.attainment.pipeline import open_pipeline
+from quota_platform.lib.forecast.model_fit import fit_projection_model
+from quota_platform.lib.forecast.projection import project
+from quota_platform.resources import ModelSettings, RulesResource
+
+GROUP = "projections"
+
+CREDIT_OBJECTS = dict(
+    raw_user=dg.AssetIn(), raw_forecasting_type=dg.AssetIn(), raw_forecasting_quota=dg.AssetIn(),
+    raw_opportunity_split=dg.AssetIn(), raw_opportunity_split_type=dg.AssetIn(),
+    raw_opportunity_line_item=dg.AssetIn(), raw_product2=dg.AssetIn(), raw_dated_conversion_rate=dg.AssetIn(),
+)
+
+
+def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    monthly_input = dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping())
+
+    @dg.multi_asset(
+        name="open_pipeline_asset",
+        outs={
+            "open_pipeline": dg.AssetOut(
+                group_name=GROUP,
+                metadata={"partition_expr": DAILY_PARTITION_COLUMN},
+                kinds={"polars", "duckdb"},
+                description=(
+                    "Every opportunity open at the end of each as-of date, as it stood then (stage, "
+                    "amount, close date, close-date pushes so far, days in stage, from "
+                    "OpportunityHistory), credited to reps like bookings (splits, overlay, quota "
+                    "types, product families), in USD at the rate in force on the as-of date."
+                ),
+            ),
+            "open_pipeline_quarantine": dg.AssetOut(
+                group_name=GROUP,
+                metadata={"partition_expr": DAILY_PARTITION_COLUMN},
+                kinds={"polars", "duckdb"},
+                description="Open opportunities that could not be credited, and why.",
+            ),
+        },
+        ins={"raw_opportunity": dg.AssetIn(), "raw_opportunity_history": dg.AssetIn(), "raw_opportunity_stage": dg.AssetIn(), **CREDIT_OBJECTS},
+        partitions_def=daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[
+            dg.AssetCheckSpec("schema", asset="open_pipeline", blocking=True),
+            dg.AssetCheckSpec("no_quarantined_opportunities", asset="open_pipeline_quarantine"),
+        ],
+    )
+    def open_pipeline_asset(context: dg.AssetExecutionContext, rules: RulesResource, **raw: pl.DataFrame):
+        dates = run_dates(context)
+        inputs = credit_inputs(rules, *(raw[k] for k in CREDIT_OBJECTS))
+        rows, bad = open_pipeline(
+            raw["raw_opportunity"],
+            raw["raw_opportunity_history"],
+            stage_flags(raw["raw_opportunity_stage"], raw["raw_opportunity"]),
+            dates,
+            inputs,
+        )
+        yield dg.Output(
+            rows,
+            output_name="open_pipeline",
+            metadata={"rows": rows.height, "open_opportunities": rows["opportunity_id"].n_unique()},
+        )
+        yield dg.Output(bad, output_name="open_pipeline_quarantine", metadata={"rows": bad.height})
+        yield schema_check(schemas.OPEN_PIPELINE, rows, asset_key="open_pipeline")
+        yield frame_check(
+            asset_key="open_pipeline_quarantine",
+            check_name="no_quarantined_opportunities",
+            failures=bad.unique(["object", "record_id", "field"]),
+            description=f"{bad.select('record_id').n_unique()} open opportunit(y/ies) quarantined",
+            severity=dg.AssetCheckSeverity.WARN,
+        )
+
+    @dg.multi_asset(
+        name="win_rate_posteriors_asset",
+        outs={
+            "win_rate_posteriors": dg.AssetOut(
+                group_name=GROUP,
+                metadata={"partition_expr": MONTHLY_PARTITION_COLUMN},
+                kinds={"pymc", "duckdb"},
+                description=(
+                    "Posterior probability that an open deal is won within the current period, per "
+                    "rep x stage x close-date bucket (in_period, overdue, later) and period type, "
+                    "from a hierarchical Bayesian model (rep -> team -> company, non-centred) fitted "
+                    "with PyMC/nutpie on the trailing window of periods that ended before the month "
+                    "began. n_observed: weighted training trials; pooled_from: where the estimate "
+                    "leans (rep, team or company)."
+                ),
+            ),
+            "projection_model": dg.AssetOut(
+                group_name=GROUP,
+                io_manager_key="model_store",
+                kinds={"pymc"},
+                description=(
+                    "The month's fitted projection model (posterior draws, deals-not-yet-created "
+                    "model, pacing curve), stored as a pickle per month for the daily projections."
+                ),
+            ),
+        },
+        ins={
+            "raw_opportunity": dg.AssetIn(), "raw_opportunity_history": dg.AssetIn(), "raw_opportunity_stage": dg.AssetIn(),
+            "org_hierarchy": dg.AssetIn(), "quota_snapshots": dg.AssetIn(), **CREDIT_OBJECTS,
+        },
+        partitions_def=monthly,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[
+            dg.AssetCheckSpec("schema", asset="win_rate_posteriors", blocking=True),
+            dg.AssetCheckSpec(
+                "converged",
+                asset="win_rate_posteriors",
+                blocking=True,
+                description="Max R-hat <= 1.01 and no divergent transitions in every fit of the month.",
+            ),
+        ],
+    )
+    def win_rate_posteriors_asset(context: dg.AssetExecutionContext, rules: RulesResource, model_settings: ModelSettings, **raw: pl.DataFrame):
+        inputs = credit_inputs(rules, *(raw[k] for k in CREDIT_OBJECTS))
+        hierarchy, snapshots = raw["org_hierarchy"], raw["quota_snapshots"]
+        models, summaries, diagnostics = {}, [], []
+        for month in run_months(context):
+            teams = hierarchy.filter((pl.col("snapshot_month") == month) & (pl.col("distance") == 0)).select(
+                pl.col("user_id").alias("rep_id"), pl.col("manager_id").alias("team_id")
+            )
+            month_quotas = snapshots.filter(pl.col("snapshot_month") == month)
+            period_types = sorted(month_quotas["period_type"].unique().to_list())
+            quota_reps = {
+                period_type: month_quotas.filter(pl.col("period_type") == period_type)["rep_id"].unique().to_list()
+                for period_type in period_types
+            }
+            model, summary = fit_projection_model(
+                month,
+                window_months=model_settings.window_months,
+                period_types=period_types,
+                opportunities=raw["raw_opportunity"],
+                history=raw["raw_opportunity_history"],
+                stages=raw["raw_opportunity_stage"],
+                teams=teams,
+                inputs=inputs,
+                fit_settings=model_settings.fit_settings(),
+                seasonality_months=model_settings.seasonality_months,
+                quota_reps=quota_reps,
+                log=context.log.info,
+            )
+            models[month_key(month)] = model
+            summaries.append(summary)
+            for period_type, info in model.diagnostics.items():
+                diagnostics.append({"snapshot_month": month, "period_type": period_type, **info})
+        summary = pl.concat(summaries, how="vertical_relaxed")
+        diag = pl.DataFrame(diagnostics)
+        fitted = diag.filter(pl.col("max_rhat").is_not_null()) if "max_rhat" in diag.columns else pl.DataFrame()
+        metadata = {
+            "rows": summary.height,
+            "fits": fitted.height,
+            "seasonality": dg.MetadataValue.json(
+                {
+                    f"{key} {period_type}": adjustment.details
+                    for key, model in models.items()
+                    for period_type, adjustment in model.seasonal.items()
+                }
+            ),
+        }
+        if fitted.height:
+            metadata.update(
+                max_rhat=float(fitted["max_rhat"].max()),
+                min_ess_bulk=float(fitted["min_ess_bulk"].min()),
+                min_ess_tail=float(fitted["min_ess_tail"].min()),
+                divergences=int(fitted["divergences"].sum()),
+                fit_seconds=float(fitted["fit_seconds"].sum()),
+            )
+        yield dg.Output(summary, output_name="win_rate_posteriors", metadata=metadata)
+        yield dg.Output(models, output_name="projection_model", metadata={"window_months": model_settings.window_months})
+        yield schema_check(schemas.WIN_RATE_POSTERIORS, summary, asset_key="win_rate_posteriors")
+        bad = fitted.filter((pl.col("max_rhat") > 1.01) | (pl.col("divergences") > 0)) if fitted.height else fitted
+        yield frame_check(
+            asset_key="win_rate_posteriors",
+            check_name="converged",
+            failures=bad,
+            description="a win-rate fit did not converge (R-hat > 1.01 or divergences)",
+            extra={"fits": fitted.height},
+        )
+
+    @dg.asset(
+        name="projections",
+        group_name=GROUP,
+        partitions_def=daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata={"partition_expr": DAILY_PARTITION_COLUMN},
+        kinds={"numpy", "duckdb"},
+        ins={"projection_model": monthly_input, "org_hierarchy": monthly_input},
+        check_specs=[
+            dg.AssetCheckSpec("schema", asset="projections", blocking=True),
+            dg.AssetCheckSpec(
+                "one_row_per_attainment_row",
+                asset="projections",
+                blocking=True,
+                description="Every attainment row has its projection, new reps and reps with no pipeline included.",
+            ),
+        ],
+    )
+    def projections(
+        context: dg.AssetExecutionContext,
+        model_settings: ModelSettings,
+        attainment: pl.DataFrame,
+        open_pipeline: pl.DataFrame,
+        projection_model: dict,
+        org_hierarchy: pl.DataFrame,
+    ):
+        """Where every rep, manager and the company will land at period end: P10/P50/P90 of the
+        projected amount and attainment, the probability of reaching quota and the status tier
+        (Crushing >= 120%, On Track >= 100%, Watch >= 80%, At Risk >= 60%, Critical below),
+        from Monte Carlo over posterior win-rate draws x open deals plus deals not yet created,
+        with one common shock per period; managers and the company sum the same draws."""
+        frames = []
+        for day in run_dates(context):
+            model = projection_model[month_key(day)]
+            frames.append(project(day, attainment, open_pipeline, org_hierarchy, model, model_settings.simulation_settings()))
+        frame = pl.concat(frames, how="vertical_relaxed")
+        keys = ["as_of_date", "level", "entity_id", "period_type", "period_start", "quota_type", "product_family"]
+        missing = attainment.select(keys).join(frame.select(keys), on=keys, how="anti", nulls_equal=True)
+        at_risk = frame.filter(pl.col("at_risk") & (pl.col("level") == "rep"))
+        yield dg.Output(
+            frame,
+            metadata={"rows": frame.height, "reps_at_risk": at_risk.select("entity_id").n_unique()},
+        )
+        yield schema_check(schemas.PROJECTIONS, frame, asset_key="projections")
+        yield frame_check(
+            asset_key="projections",
+            check_name="one_row_per_attainment_row",
+            failures=missing,
+            description="attainment rows without a projection",
+        )
+
+    return [open_pipeline_asset, win_rate_posteriors_asset, projections]

@@ -1,1 +1,0 @@
-"""Importers that turn public CRM samples into the data contract's object files."""

@@ -1,0 +1,186 @@
+"""Resources, and the one switch between local and production: files or Salesforce as the CRM
+source, DuckDB (or Snowflake) as the warehouse. Which one is chosen depends only on whether the
+env vars are set; their values (secrets included) are read through ``dg.EnvVar`` when a run uses
+the resource, never at import and never logged."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from quota_platform.lib.core.calendar import FiscalCalendar, parse_ramp
+from quota_platform.lib.core.rules import Rules
+from quota_platform.settings import DEFAULT_HOME, Settings
+from quota_platform.sources import files
+from quota_platform.warehouse.duckdb_io import DuckDBWarehouseIOManager, Warehouse
+from quota_platform.warehouse.model_store import ModelFiles, ModelStore
+
+WAREHOUSE_SCHEMA = "quota_platform"
+
+# Salesforce settings: env var -> resource field. Secrets among them are only ever passed as EnvVar.
+SALESFORCE_ENV = {
+    "SALESFORCE_USERNAME": "username",
+    "SALESFORCE_PASSWORD": "password",
+    "SALESFORCE_SECURITY_TOKEN": "security_token",
+    "SALESFORCE_DOMAIN": "domain",
+    "SALESFORCE_INSTANCE_URL": "instance_url",
+    "SALESFORCE_ACCESS_TOKEN": "access_token",
+    "SALESFORCE_CONSUMER_KEY": "consumer_key",
+    "SALESFORCE_PRIVATE_KEY": "private_key",
+    "SALESFORCE_PRIVATE_KEY_FILE": "private_key_file",
+    "SALESFORCE_API_VERSION": "api_version",
+    "SALESFORCE_BULK_THRESHOLD": "bulk_threshold",
+    "SALESFORCE_CA_BUNDLE": "ca_bundle",
+}
+
+
+class CrmSource(dg.ConfigurableResource):
+    """Where the Salesforce objects come from: ``files`` (one file per object in ``source_dir``)
+    or ``salesforce`` (the org's REST and Bulk 2.0 APIs through simple-salesforce)."""
+
+    kind: str = "files"
+    source_dir: str = str(Settings().source_dir)
+    hire_date_field: str = "Hire_Date__c"
+    username: str | None = None
+    password: str | None = None
+    security_token: str | None = None
+    domain: str | None = None
+    instance_url: str | None = None
+    access_token: str | None = None
+    consumer_key: str | None = None
+    private_key: str | None = None
+    private_key_file: str | None = None
+    api_version: str | None = None
+    bulk_threshold: str | None = None
+    ca_bundle: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "files":
+            return f"files in {Path(self.source_dir).resolve()}"
+        return f"Salesforce ({self.instance_url or self.domain or 'login'})"
+
+    def read_object(self, object_name: str) -> pl.DataFrame:
+        renames = {self.hire_date_field: "Hire_Date__c"}
+        if self.kind == "files":
+            return files.read_object(self.source_dir, object_name, renames=renames)
+        return self._salesforce().read_object(object_name)
+
+    def _salesforce(self):
+        from quota_platform.sources.salesforce import SalesforceSettings, SalesforceSource
+
+        fields = {
+            name: getattr(self, name)
+            for name in SALESFORCE_ENV.values()
+            if getattr(self, name) not in (None, "")
+        }
+        if "bulk_threshold" in fields:
+            fields["bulk_threshold"] = int(fields["bulk_threshold"])
+        if "ca_bundle" in fields:
+            fields["verify"] = fields.pop("ca_bundle")
+        return SalesforceSource(SalesforceSettings(hire_date_field=self.hire_date_field, **fields))
+
+
+class RulesResource(dg.ConfigurableResource):
+    """The crediting and attainment rules that are settings (CONTRACT.md section 2)."""
+
+    fiscal_year_start_month: int = 1
+    corporate_currency: str = "USD"
+    ramp_factors: str = "0.25,0.5,0.75"
+    credit_history_months: int = 12
+    pace_ahead_pct: float = 110.0
+    pace_behind_pct: float = 90.0
+
+    def rules(self) -> Rules:
+        return Rules(
+            calendar=FiscalCalendar(self.fiscal_year_start_month),
+            corporate_currency=self.corporate_currency.upper(),
+            ramp=parse_ramp(self.ramp_factors),
+            credit_history_months=self.credit_history_months,
+            pace_ahead_pct=self.pace_ahead_pct,
+            pace_behind_pct=self.pace_behind_pct,
+        )
+
+    @classmethod
+    def from_rules(cls, rules: Rules) -> RulesResource:
+        return cls(
+            fiscal_year_start_month=rules.calendar.year_start_month,
+            corporate_currency=rules.corporate_currency,
+            ramp_factors=",".join(str(r) for r in rules.ramp),
+            credit_history_months=rules.credit_history_months,
+            pace_ahead_pct=rules.pace_ahead_pct,
+            pace_behind_pct=rules.pace_behind_pct,
+        )
+
+
+class ModelSettings(dg.ConfigurableResource):
+    """Settings of the projection model: the trailing window of the win-rate fit, the sampler, and
+    the Monte Carlo simulation."""
+
+    window_months: int = 6
+    # closed periods this far back inform the seasonal adjustment (0: none; lib/seasonality.py)
+    seasonality_months: int = 24
+    # 2 x 2,000 draws keep R-hat's own noise under the 1.01 check with thousands of parameters;
+    # 300 tuning steps suffice for this model (lib/winrates.py FitSettings).
+    draws: int = 2000
+    tune: int = 300
+    chains: int = 2
+    sampler: str = "nutpie"
+    simulation_draws: int = 2000
+    seed: int = 20240917
+    compile_cache_dir: str = str(DEFAULT_HOME / "compile_cache")
+
+    def fit_settings(self):
+        from quota_platform.lib.forecast.winrates import FitSettings, configure_compile_cache
+
+        configure_compile_cache(Path(self.compile_cache_dir).resolve())
+        return FitSettings(draws=self.draws, tune=self.tune, chains=self.chains, sampler=self.sampler, seed=self.seed)
+
+    def simulation_settings(self):
+        from quota_platform.lib.forecast.projection import SimulationSettings
+
+        return SimulationSettings(n_draws=self.simulation_draws, seed=self.seed)
+
+
+def salesforce_configured(environ: Mapping[str, str]) -> bool:
+    return bool(environ.get("SALESFORCE_USERNAME") or environ.get("SALESFORCE_ACCESS_TOKEN"))
+
+
+def crm_source(settings: Settings, environ: Mapping[str, str] | None = None) -> CrmSource:
+    env = os.environ if environ is None else environ
+    if not salesforce_configured(env):
+        return CrmSource(
+            kind="files", source_dir=str(settings.source_dir), hire_date_field=settings.hire_date_field
+        )
+    # Only the variables that are set become EnvVars: an EnvVar for an unset variable fails the run.
+    return CrmSource(
+        kind="salesforce",
+        hire_date_field=settings.hire_date_field,
+        **{field: dg.EnvVar(var) for var, field in SALESFORCE_ENV.items() if env.get(var)},
+    )
+
+
+def warehouse_io_manager(settings: Settings) -> dg.ConfigurableIOManager:
+    """DuckDB by default: the file at QUOTA_PLATFORM_DUCKDB, schema ``quota_platform``."""
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    return DuckDBWarehouseIOManager(database=str(settings.duckdb_path), schema=WAREHOUSE_SCHEMA)
+
+
+def build_resources(settings: Settings, environ: Mapping[str, str] | None = None) -> dict:
+    return {
+        "io_manager": warehouse_io_manager(settings),
+        "model_store": ModelStore(base_dir=str(settings.home / "models")),
+        "crm": crm_source(settings, environ),
+        "rules": RulesResource.from_rules(settings.rules),
+        "warehouse": Warehouse(database=str(settings.duckdb_path)),
+        "model_files": ModelFiles(base_dir=str(settings.home / "models")),
+        "model_settings": ModelSettings(
+            window_months=settings.window_months,
+            seasonality_months=settings.seasonality_months,
+            simulation_draws=settings.simulation_draws,
+            compile_cache_dir=str(settings.compile_cache_dir),
+        ),
+    }
