@@ -7,13 +7,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-HOME_DIR := .quota_platform
+# everything the demo keeps (org files, warehouse, models, Dagster instance) lives in the checkout
+export QUOTA_PLATFORM_HOME ?= $(CURDIR)/.quota_platform
+HOME_DIR := $(QUOTA_PLATFORM_HOME)
 AS_OF  ?= $(shell date -u +%F)
 SEED   ?= 7
 
 export QUOTA_PLATFORM_SOURCE_DIR ?= $(HOME_DIR)/demo_org
 export QUOTA_PLATFORM_DUCKDB ?= $(HOME_DIR)/warehouse.duckdb
-export DAGSTER_HOME ?= $(CURDIR)/$(HOME_DIR)/dagster_home
+export DAGSTER_HOME ?= $(HOME_DIR)/dagster_home
 
 .PHONY: install demo test ui bench clean
 
@@ -48,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/refresh_demo.py
 
 clean:
-	rm -rf $(HOME_DIR)
+	rm -rf $(CURDIR)/.quota_platform

@@ -36,7 +36,7 @@ start, end = sys.argv[1], sys.argv[2]
 settings = Settings.from_env()
 assets = build_assets(settings)
 every = [a for g in assets.values() for a in g]
-instance = dagster_instance()
+instance = dagster_instance(settings)
 resources = build_resources(settings)
 months = sorted({start[:8] + "01", end[:8] + "01"} | {f"{start[:5]}{m:02d}-01" for m in range(int(start[5:7]), int(end[5:7]) + 1)})
 ok = dg.materialize(every, selection=[k for a in assets["monthly"] for k in a.keys], instance=instance, resources=resources,

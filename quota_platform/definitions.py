@@ -1,11 +1,10 @@
 """The Dagster code location: every asset, check and resource of the platform.
 
-``dagster dev`` (workspace.yaml) and ``quota-platform refresh`` both load ``build_definitions``;
-the module-level ``defs`` is built from the environment (README "Configuration")."""
+``dagster dev`` (workspace.yaml) loads :func:`defs`, which reads the settings from the environment
+when Dagster loads the location, not when this module is imported; ``quota-platform refresh`` and
+the tests build the same definitions from settings of their own with :func:`build_definitions`."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import dagster as dg
 
@@ -33,9 +32,11 @@ def build_assets(settings: Settings) -> dict[str, list[dg.AssetsDefinition]]:
     }
 
 
-def build_definitions(settings: Settings, environ: Mapping[str, str] | None = None) -> dg.Definitions:
+def build_definitions(settings: Settings) -> dg.Definitions:
     assets = [a for group in build_assets(settings).values() for a in group]
-    return dg.Definitions(assets=assets, resources=build_resources(settings, environ))
+    return dg.Definitions(assets=assets, resources=build_resources(settings))
 
 
-defs = build_definitions(Settings.from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env())

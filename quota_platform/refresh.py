@@ -5,18 +5,16 @@ configured source and warehouse (CONTRACT.md section 4)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 
 from quota_platform.definitions import build_assets
 from quota_platform.defs.partitions import month_key, partition_key
 from quota_platform.resources import build_resources
-from quota_platform.settings import DEFAULT_HOME, Settings
+from quota_platform.settings import Settings
 
 INSTANCE_YAML = """\
 # Local Dagster instance of quota_platform (made by quota-platform; safe to delete).
@@ -40,11 +38,10 @@ class StepResult:
     warnings: list[str]
 
 
-def dagster_instance() -> dg.DagsterInstance:
-    """The instance at DAGSTER_HOME, or a local one under .quota_platform/ so that runs made by
-    the CLI show up in `make ui` (which uses the same folder)."""
-    home = os.environ.get("DAGSTER_HOME")
-    path = Path(home) if home else DEFAULT_HOME / "dagster_home"
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
+    """The instance at DAGSTER_HOME (default: under QUOTA_PLATFORM_HOME), so that runs made by the
+    CLI show up in the UI started with the same settings (`make ui`)."""
+    path = settings.dagster_home
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
     if not config.exists():
@@ -121,7 +118,7 @@ def run_steps(
     all_assets = [a for group in assets.values() for a in group]
     resources = build_resources(settings)
     graph = dg.Definitions(assets=all_assets, resources=resources).resolve_asset_graph()
-    instance = instance or dagster_instance()
+    instance = instance or dagster_instance(settings)
     results, errors, blocked = [], [], set()
     for i, step in enumerate(steps, start=1):
         wanted = [k for a in assets[step.group] for k in a.keys]

@@ -1,12 +1,12 @@
-"""Resources, and the one switch between local and production: files or Salesforce as the CRM
-source, DuckDB (or Snowflake) as the warehouse. Which one is chosen depends only on whether the
-env vars are set; their values (secrets included) are read through ``dg.EnvVar`` when a run uses
-the resource, never at import and never logged."""
+"""Resources, and the one switch between local and production (:func:`build_resources`): files or
+Salesforce as the CRM source, DuckDB (or Snowflake) as the warehouse. Which one is chosen depends
+only on whether the credentials' env vars are set; their values (secrets included) are passed as
+``dg.EnvVar`` and resolved by Dagster when a run uses the resource, never at import and never
+logged. Every other field is set from :class:`~quota_platform.settings.Settings`: the resources
+have no defaults of their own."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -14,12 +14,10 @@ import polars as pl
 
 from quota_platform.lib.core.calendar import FiscalCalendar, parse_ramp
 from quota_platform.lib.core.rules import Rules
-from quota_platform.settings import DEFAULT_HOME, Settings
+from quota_platform.settings import Settings
 from quota_platform.sources import files
-from quota_platform.warehouse.duckdb_io import DuckDBWarehouseIOManager, Warehouse
+from quota_platform.warehouse.duckdb_io import SCHEMA, DuckDBWarehouseIOManager, Warehouse
 from quota_platform.warehouse.model_store import ModelFiles, ModelStore
-
-WAREHOUSE_SCHEMA = "quota_platform"
 
 # Salesforce settings: env var -> resource field. Secrets among them are only ever passed as EnvVar.
 SALESFORCE_ENV = {
@@ -42,9 +40,9 @@ class CrmSource(dg.ConfigurableResource):
     """Where the Salesforce objects come from: ``files`` (one file per object in ``source_dir``)
     or ``salesforce`` (the org's REST and Bulk 2.0 APIs through simple-salesforce)."""
 
-    kind: str = "files"
-    source_dir: str = str(Settings().source_dir)
-    hire_date_field: str = "Hire_Date__c"
+    kind: str  # "files" or "salesforce"
+    source_dir: str
+    hire_date_field: str
     username: str | None = None
     password: str | None = None
     security_token: str | None = None
@@ -87,12 +85,12 @@ class CrmSource(dg.ConfigurableResource):
 class RulesResource(dg.ConfigurableResource):
     """The crediting and attainment rules that are settings (CONTRACT.md section 2)."""
 
-    fiscal_year_start_month: int = 1
-    corporate_currency: str = "USD"
-    ramp_factors: str = "0.25,0.5,0.75"
-    credit_history_months: int = 12
-    pace_ahead_pct: float = 110.0
-    pace_behind_pct: float = 90.0
+    fiscal_year_start_month: int
+    corporate_currency: str
+    ramp_factors: str
+    credit_history_months: int
+    pace_ahead_pct: float
+    pace_behind_pct: float
 
     def rules(self) -> Rules:
         return Rules(
@@ -120,63 +118,52 @@ class ModelSettings(dg.ConfigurableResource):
     """Settings of the projection model: the trailing window of the win-rate fit, the sampler, and
     the Monte Carlo simulation."""
 
-    window_months: int = 6
-    # closed periods this far back inform the seasonal adjustment (0: none; lib/seasonality.py)
-    seasonality_months: int = 24
-    # 2 x 2,000 draws keep R-hat's own noise under the 1.01 check with thousands of parameters;
-    # 300 tuning steps suffice for this model (lib/winrates.py FitSettings).
-    draws: int = 2000
-    tune: int = 300
-    chains: int = 2
-    sampler: str = "nutpie"
-    simulation_draws: int = 2000
-    seed: int = 20240917
-    compile_cache_dir: str = str(DEFAULT_HOME / "compile_cache")
+    window_months: int
+    # closed periods this far back inform the seasonal adjustment (0: none; lib/forecast/seasonality.py)
+    seasonality_months: int
+    simulation_draws: int
+    compile_cache_dir: str
 
     def fit_settings(self):
+        from quota_platform.lib.forecast.projection import SimulationSettings
         from quota_platform.lib.forecast.winrates import FitSettings, configure_compile_cache
 
         configure_compile_cache(Path(self.compile_cache_dir).resolve())
-        return FitSettings(draws=self.draws, tune=self.tune, chains=self.chains, sampler=self.sampler, seed=self.seed)
+        return FitSettings(seed=SimulationSettings().seed)
 
     def simulation_settings(self):
         from quota_platform.lib.forecast.projection import SimulationSettings
 
-        return SimulationSettings(n_draws=self.simulation_draws, seed=self.seed)
+        return SimulationSettings(n_draws=self.simulation_draws)
 
 
-def salesforce_configured(environ: Mapping[str, str]) -> bool:
-    return bool(environ.get("SALESFORCE_USERNAME") or environ.get("SALESFORCE_ACCESS_TOKEN"))
-
-
-def crm_source(settings: Settings, environ: Mapping[str, str] | None = None) -> CrmSource:
-    env = os.environ if environ is None else environ
-    if not salesforce_configured(env):
-        return CrmSource(
-            kind="files", source_dir=str(settings.source_dir), hire_date_field=settings.hire_date_field
-        )
+def crm_source(settings: Settings) -> CrmSource:
+    if settings.crm == "files":
+        return CrmSource(kind="files", source_dir=str(settings.source_dir), hire_date_field=settings.hire_date_field)
     # Only the variables that are set become EnvVars: an EnvVar for an unset variable fails the run.
     return CrmSource(
         kind="salesforce",
+        source_dir=str(settings.source_dir),
         hire_date_field=settings.hire_date_field,
-        **{field: dg.EnvVar(var) for var, field in SALESFORCE_ENV.items() if env.get(var)},
+        **{field: dg.EnvVar(var) for var, field in SALESFORCE_ENV.items() if var in settings.salesforce_env},
     )
 
 
 def warehouse_io_manager(settings: Settings) -> dg.ConfigurableIOManager:
     """DuckDB by default: the file at QUOTA_PLATFORM_DUCKDB, schema ``quota_platform``."""
-    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBWarehouseIOManager(database=str(settings.duckdb_path), schema=WAREHOUSE_SCHEMA)
+    return DuckDBWarehouseIOManager(database=str(settings.duckdb_path), schema=SCHEMA)
 
 
-def build_resources(settings: Settings, environ: Mapping[str, str] | None = None) -> dict:
+def build_resources(settings: Settings) -> dict:
+    """Every resource of the platform from the settings: the one place where the CRM source and
+    the warehouse are chosen."""
     return {
         "io_manager": warehouse_io_manager(settings),
-        "model_store": ModelStore(base_dir=str(settings.home / "models")),
-        "crm": crm_source(settings, environ),
+        "model_store": ModelStore(base_dir=str(settings.model_dir)),
+        "crm": crm_source(settings),
         "rules": RulesResource.from_rules(settings.rules),
-        "warehouse": Warehouse(database=str(settings.duckdb_path)),
-        "model_files": ModelFiles(base_dir=str(settings.home / "models")),
+        "warehouse": Warehouse(database=str(settings.duckdb_path), schema_name=SCHEMA),
+        "model_files": ModelFiles(base_dir=str(settings.model_dir)),
         "model_settings": ModelSettings(
             window_months=settings.window_months,
             seasonality_months=settings.seasonality_months,

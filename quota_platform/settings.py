@@ -1,88 +1,132 @@
-"""Every setting of the platform, read from environment variables in one place.
+"""Every setting of the platform, read from the environment in one place and only when asked
+(:meth:`Settings.from_env`), never at import.
 
-Nothing here is a secret: Salesforce, Snowflake and Slack credentials are read by their resources
-through ``dg.EnvVar`` when a run needs them, never here and never at import. The README's
-"Configuration" table lists the same variables with the same defaults.
+The defaults of the contract's rules live in :class:`~quota_platform.lib.core.rules.Rules` and
+those of the deployment here; nothing restates them. Paths are made absolute when they are read (a
+relative value is taken against the working directory of that moment), so a run started from
+another folder still finds the same warehouse and models. Every file the platform keeps lives under
+one home, ``QUOTA_PLATFORM_HOME`` (default ``~/.quota_platform``), unless its own variable says
+otherwise.
+
+Nothing here is a secret: Salesforce, Snowflake and Slack credentials are passed to their resources
+as ``dg.EnvVar`` (quota_platform/resources.py), resolved by Dagster when a run uses them and never
+logged. The README's "Configuration" table lists the same variables with the same defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 from quota_platform.lib.core.calendar import FiscalCalendar, parse_ramp
 from quota_platform.lib.core.rules import Rules
 
-DEFAULT_HOME = Path(".quota_platform")
+T = TypeVar("T")
+
+
+def default_home() -> Path:
+    return Path.home() / ".quota_platform"
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    source_dir: Path = DEFAULT_HOME / "demo_org"
-    duckdb_path: Path = DEFAULT_HOME / "warehouse.duckdb"
+    """The platform's settings. Paths left as None derive from ``home``."""
+
+    home: Path = dataclasses.field(default_factory=default_home)
+    source_dir: Path | None = None  # default: home / demo_org
+    duckdb_path: Path | None = None  # default: home / warehouse.duckdb
+    dagster_home: Path | None = None  # default: home / dagster_home
+    # PyTensor/numba compiled code, reused by every later process (one per machine is enough; a
+    # process can use only one)
+    compile_cache_dir: Path | None = None  # default: home / compile_cache
     start_date: date = date(2024, 1, 1)
     hire_date_field: str = "Hire_Date__c"
     rules: Rules = Rules()
-    home: Path = DEFAULT_HOME  # models and the compile cache live here
     window_months: int = 6
     seasonality_months: int = 24
     simulation_draws: int = 2000
-    # PyTensor/numba compiled code, reused by every later process (one per machine is enough;
-    # a process can use only one, so it does not follow QUOTA_PLATFORM_HOME)
-    compile_cache_dir: Path = DEFAULT_HOME / "compile_cache"
+    # the SALESFORCE_* variables that are set (names only: their values, secrets among them, are
+    # read by the CRM resource through dg.EnvVar when a run needs them)
+    salesforce_env: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        def absolute(path: Path) -> Path:
+            return Path(path).expanduser().resolve()
+
+        object.__setattr__(self, "home", absolute(self.home))
+        for name, leaf in (
+            ("source_dir", "demo_org"),
+            ("duckdb_path", "warehouse.duckdb"),
+            ("dagster_home", "dagster_home"),
+            ("compile_cache_dir", "compile_cache"),
+        ):
+            value = getattr(self, name)
+            object.__setattr__(self, name, absolute(value) if value is not None else self.home / leaf)
+        if self.window_months < 1:
+            raise ValueError(f"QUOTA_PLATFORM_WINDOW_MONTHS must be 1 or more, got {self.window_months}")
+        if self.seasonality_months < 0:
+            raise ValueError(f"QUOTA_PLATFORM_SEASONALITY_MONTHS must be 0 or more, got {self.seasonality_months}")
+        if self.simulation_draws < 100:
+            raise ValueError(f"QUOTA_PLATFORM_SIMULATION_DRAWS must be 100 or more, got {self.simulation_draws}")
+
+    @property
+    def crm(self) -> str:
+        """The CRM source: ``salesforce`` when a Salesforce login is configured, else ``files``."""
+        return "salesforce" if {"SALESFORCE_USERNAME", "SALESFORCE_ACCESS_TOKEN"} & set(self.salesforce_env) else "files"
+
+    @property
+    def model_dir(self) -> Path:
+        """Where fitted models are stored (quota_platform/warehouse/model_store.py)."""
+        return self.home / "models"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings from ``environ`` (default: the process environment); unset or blank
+        variables take the defaults. A value that does not parse raises ValueError naming the
+        variable."""
         env = os.environ if environ is None else environ
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        rule_defaults = Rules()
 
-        def get(name: str, default: str) -> str:
-            value = env.get(name, "").strip()
-            return value or default
-
-        def get_int(name: str, default: int) -> int:
-            text = get(name, str(default))
+        def read(name: str, parse: Callable[[str], T], default: T, expected: str) -> T:
+            text = env.get(name, "").strip()
+            if not text:
+                return default
             try:
-                return int(text)
+                return parse(text)
             except ValueError:
-                raise ValueError(f"{name} must be a whole number, got {text!r}") from None
+                raise ValueError(f"{name} must be {expected}, got {text!r}") from None
 
-        def get_float(name: str, default: float) -> float:
-            text = get(name, str(default))
-            try:
-                return float(text)
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {text!r}") from None
+        def path(name: str) -> Path | None:
+            return read(name, Path, None, "a path")
 
-        start_text = get("QUOTA_PLATFORM_START_DATE", "2024-01-01")
-        try:
-            start = date.fromisoformat(start_text)
-        except ValueError:
-            raise ValueError(
-                f"QUOTA_PLATFORM_START_DATE must be an ISO date (YYYY-MM-DD), got {start_text!r}"
-            ) from None
         rules = Rules(
-            calendar=FiscalCalendar(get_int("QUOTA_PLATFORM_FISCAL_YEAR_START_MONTH", 1)),
-            corporate_currency=get("QUOTA_PLATFORM_CORPORATE_CURRENCY", "USD").upper(),
-            ramp=parse_ramp(get("QUOTA_PLATFORM_RAMP_FACTORS", "0.25,0.5,0.75")),
-            credit_history_months=get_int("QUOTA_PLATFORM_CREDIT_HISTORY_MONTHS", 12),
-            pace_ahead_pct=get_float("QUOTA_PLATFORM_PACE_AHEAD_PCT", 110.0),
-            pace_behind_pct=get_float("QUOTA_PLATFORM_PACE_BEHIND_PCT", 90.0),
+            calendar=FiscalCalendar(
+                read("QUOTA_PLATFORM_FISCAL_YEAR_START_MONTH", int, rule_defaults.calendar.year_start_month, "a month number 1-12")
+            ),
+            corporate_currency=read("QUOTA_PLATFORM_CORPORATE_CURRENCY", str.upper, rule_defaults.corporate_currency, "a currency code"),
+            ramp=read("QUOTA_PLATFORM_RAMP_FACTORS", parse_ramp, rule_defaults.ramp, "comma-separated factors between 0 and 1"),
+            credit_history_months=read(
+                "QUOTA_PLATFORM_CREDIT_HISTORY_MONTHS", int, rule_defaults.credit_history_months, "a whole number"
+            ),
+            pace_ahead_pct=read("QUOTA_PLATFORM_PACE_AHEAD_PCT", float, rule_defaults.pace_ahead_pct, "a number"),
+            pace_behind_pct=read("QUOTA_PLATFORM_PACE_BEHIND_PCT", float, rule_defaults.pace_behind_pct, "a number"),
         )
-        seasonality_months = get_int("QUOTA_PLATFORM_SEASONALITY_MONTHS", 24)
-        if seasonality_months < 0:
-            raise ValueError(f"QUOTA_PLATFORM_SEASONALITY_MONTHS must be 0 or more, got {seasonality_months}")
         return cls(
-            source_dir=Path(get("QUOTA_PLATFORM_SOURCE_DIR", str(DEFAULT_HOME / "demo_org"))),
-            duckdb_path=Path(get("QUOTA_PLATFORM_DUCKDB", str(DEFAULT_HOME / "warehouse.duckdb"))),
-            start_date=start,
-            hire_date_field=get("QUOTA_PLATFORM_HIRE_DATE_FIELD", "Hire_Date__c"),
+            home=read("QUOTA_PLATFORM_HOME", Path, default_home(), "a path"),
+            source_dir=path("QUOTA_PLATFORM_SOURCE_DIR"),
+            duckdb_path=path("QUOTA_PLATFORM_DUCKDB"),
+            dagster_home=path("DAGSTER_HOME"),
+            compile_cache_dir=path("QUOTA_PLATFORM_COMPILE_CACHE"),
+            start_date=read("QUOTA_PLATFORM_START_DATE", date.fromisoformat, defaults["start_date"], "an ISO date (YYYY-MM-DD)"),
+            hire_date_field=read("QUOTA_PLATFORM_HIRE_DATE_FIELD", str, defaults["hire_date_field"], "a field name"),
             rules=rules,
-            home=Path(get("QUOTA_PLATFORM_HOME", str(DEFAULT_HOME))),
-            window_months=get_int("QUOTA_PLATFORM_WINDOW_MONTHS", 6),
-            seasonality_months=seasonality_months,
-            simulation_draws=get_int("QUOTA_PLATFORM_SIMULATION_DRAWS", 2000),
-            compile_cache_dir=Path(get("QUOTA_PLATFORM_COMPILE_CACHE", str(DEFAULT_HOME / "compile_cache"))),
+            window_months=read("QUOTA_PLATFORM_WINDOW_MONTHS", int, defaults["window_months"], "a whole number"),
+            seasonality_months=read("QUOTA_PLATFORM_SEASONALITY_MONTHS", int, defaults["seasonality_months"], "a whole number"),
+            simulation_draws=read("QUOTA_PLATFORM_SIMULATION_DRAWS", int, defaults["simulation_draws"], "a whole number"),
+            salesforce_env=tuple(sorted(k for k, v in env.items() if k.startswith("SALESFORCE_") and v.strip())),
         )

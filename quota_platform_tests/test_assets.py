@@ -55,10 +55,11 @@ def env(tmp_path):
         source_dir=write_org(tmp_path / "org"),
         duckdb_path=tmp_path / "wh.duckdb",
         start_date=date(2025, 1, 1),
+        home=tmp_path / "home",
     )
     assets = build_assets(settings)
     every = [a for group in assets.values() for a in group]
-    return settings, assets, every, build_resources(settings, environ={}), dg.DagsterInstance.ephemeral()
+    return settings, assets, every, build_resources(settings), dg.DagsterInstance.ephemeral()
 
 
 def run(every, selection, resources, instance, **kwargs):
@@ -74,8 +75,8 @@ def query(settings, sql):
         return con.sql(sql).pl()
 
 
-def test_definitions_load_every_asset_and_check():
-    defs = build_definitions(Settings(), environ={})
+def test_definitions_load_every_asset_and_check(tmp_path):
+    defs = build_definitions(Settings(home=tmp_path))
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     names = {k.to_user_string() for k in graph.get_all_asset_keys()}

@@ -12,12 +12,16 @@ DuckDB's insert is by position. A column the table has and the frame lacks stops
 the table and columns named: dropping data is a migration for a person to decide."""
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
+
+# The warehouse schema every table is written to (docs/contract.md, "Outputs").
+SCHEMA = "quota_platform"
 
 
 class UpstreamNotMaterialized(dg.Failure):
@@ -101,13 +105,18 @@ class DuckDBWarehouseIOManager(DuckDBIOManager):
     def default_load_type() -> type | None:
         return pl.DataFrame
 
+    def create_io_manager(self, context):
+        # the file's folder is made when a run first uses the warehouse, not when definitions load
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        return super().create_io_manager(context)
+
 
 class Warehouse(dg.ConfigurableResource):
     """Read access to the warehouse for assets that read whatever partitions exist (the backtest),
     rather than a fixed partition range through the I/O manager."""
 
     database: str
-    schema_name: str = "quota_platform"
+    schema_name: str
 
     def table_exists(self, table: str) -> bool:
         import duckdb

@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from quota_platform.defs.partitions import month_key
-from quota_platform.defs.validation import schema_check
+from quota_platform.defs.validation import SCHEMA_CHECK, Table, definition_metadata, publish
 from quota_platform.lib import schemas
 from quota_platform.lib.backtest.baselines import baseline_forecasts, team_rates
 from quota_platform.lib.backtest.scoring import actual_outcomes, checkpoint_rows, score
@@ -20,7 +20,8 @@ def backtest_assets() -> list[dg.AssetsDefinition]:
         group_name=GROUP,
         deps=["projections", "attainment", "open_pipeline", "org_hierarchy", "projection_model"],
         kinds={"polars", "duckdb"},
-        check_specs=[dg.AssetCheckSpec("schema", asset="projection_accuracy", blocking=True)],
+        metadata=definition_metadata(schemas.PROJECTION_ACCURACY),
+        check_specs=[dg.AssetCheckSpec(SCHEMA_CHECK, asset="projection_accuracy", blocking=True)],
     )
     def projection_accuracy(context: dg.AssetExecutionContext, warehouse: Warehouse, model_files: ModelFiles):
         """How accurate and how honest the projections were, scored on every closed period whose
@@ -57,13 +58,7 @@ def backtest_assets() -> list[dg.AssetsDefinition]:
             )
         else:
             scored = score(pl.DataFrame())
-        yield dg.Output(
-            scored,
-            metadata={
-                "rows": scored.height,
-                "periods_scored": scored.select("period_type", "period_start").n_unique() if scored.height else 0,
-            },
-        )
-        yield schema_check(schemas.PROJECTION_ACCURACY, scored, asset_key="projection_accuracy")
+        periods = scored.select("period_type", "period_start").n_unique() if scored.height else 0
+        yield from publish([Table("projection_accuracy", scored, schemas.PROJECTION_ACCURACY, metadata={"periods_scored": periods})])
 
     return [projection_accuracy]

@@ -1,51 +1,32 @@
 """Daily assets: credited bookings as of each date, point in time."""
 
-
 import dagster as dg
 import polars as pl
 
+from quota_platform.defs.bookings import checks
+from quota_platform.defs.bookings.inputs import CREDIT_OBJECTS, credit_inputs
 from quota_platform.defs.partitions import DAILY_PARTITION_COLUMN, run_dates
-from quota_platform.defs.validation import frame_check, schema_check
+from quota_platform.defs.validation import (
+    SCHEMA_CHECK,
+    Quarantine,
+    Table,
+    definition_metadata,
+    publish,
+    quarantine_check_specs,
+    quarantine_out,
+)
 from quota_platform.lib import schemas
 from quota_platform.lib.attainment.crediting import (
     REVENUE,
-    CreditInputs,
     credit_bookings,
-    split_total_mismatches,
     stage_flags,
     states_as_of,
 )
 from quota_platform.lib.core.contract import ContractError
 from quota_platform.lib.core.currency import validate_rates
-from quota_platform.lib.core.quota_types import org_quota_types
 from quota_platform.resources import RulesResource
 
 GROUP = "bookings"
-
-
-def credit_inputs(
-    rules: RulesResource,
-    raw_user: pl.DataFrame,
-    raw_forecasting_type: pl.DataFrame,
-    raw_forecasting_quota: pl.DataFrame,
-    raw_opportunity_split: pl.DataFrame,
-    raw_opportunity_split_type: pl.DataFrame,
-    raw_opportunity_line_item: pl.DataFrame,
-    raw_product2: pl.DataFrame,
-    raw_dated_conversion_rate: pl.DataFrame,
-) -> CreditInputs:
-    """The crediting inputs from the raw objects, shared by every asset that credits deals."""
-    return CreditInputs(
-        users=raw_user,
-        splits=raw_opportunity_split,
-        split_types=raw_opportunity_split_type,
-        line_items=raw_opportunity_line_item,
-        products=raw_product2,
-        quota_types=org_quota_types(raw_forecasting_type),
-        quota_families=raw_forecasting_quota["ProductFamily"].drop_nulls().unique().sort().to_list(),
-        rates=raw_dated_conversion_rate,
-        rules=rules.rules(),
-    )
 
 
 def booking_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -54,7 +35,7 @@ def booking_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         outs={
             "credited_bookings": dg.AssetOut(
                 group_name=GROUP,
-                metadata={"partition_expr": DAILY_PARTITION_COLUMN},
+                metadata={"partition_expr": DAILY_PARTITION_COLUMN, **definition_metadata(schemas.CREDITED_BOOKINGS)},
                 kinds={"polars", "duckdb"},
                 description=(
                     "Closed-won credit as known at the end of each as-of date (point in time from "
@@ -63,110 +44,60 @@ def booking_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
                     "deal), revenue or overlay, in USD at the rate in force on the close date."
                 ),
             ),
-            "credited_bookings_quarantine": dg.AssetOut(
-                group_name=GROUP,
-                metadata={"partition_expr": DAILY_PARTITION_COLUMN},
-                kinds={"polars", "duckdb"},
-                description=(
-                    "Won opportunities set aside as of each date because they break a rule (empty or "
-                    "negative amount, credited user not a User, no conversion rate, revenue splits "
-                    "not totalling 100%, unknown split type): object, record Id, field, problem."
-                ),
+            "credited_bookings_quarantine": quarantine_out(
+                GROUP,
+                DAILY_PARTITION_COLUMN,
+                "Won opportunities set aside as of each date because they break a rule (empty or "
+                "negative amount, credited user not a User, no conversion rate, revenue splits not "
+                "totalling 100%, unknown split type).",
             ),
         },
+        ins={"raw_opportunity": dg.AssetIn(), "raw_opportunity_history": dg.AssetIn(), "raw_opportunity_stage": dg.AssetIn(), **CREDIT_OBJECTS},
         partitions_def=daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
-            dg.AssetCheckSpec("schema", asset="credited_bookings", blocking=True),
-            dg.AssetCheckSpec(
-                "revenue_credits_sum_to_amount",
-                asset="credited_bookings",
-                blocking=True,
-                description="The revenue credits of each opportunity, period, type and family add up to its amount.",
-            ),
-            dg.AssetCheckSpec("schema", asset="credited_bookings_quarantine", blocking=True),
-            dg.AssetCheckSpec(
+            dg.AssetCheckSpec(SCHEMA_CHECK, asset="credited_bookings", blocking=True),
+            *checks.SPECS,
+            *quarantine_check_specs(
+                "credited_bookings_quarantine",
                 "no_quarantined_opportunities",
-                asset="credited_bookings_quarantine",
-                description="WARN while any won opportunity is quarantined: its credit is in no total.",
+                "WARN while any won opportunity is quarantined: its credit is in no total.",
             ),
         ],
     )
-    def credited_bookings_asset(
-        context: dg.AssetExecutionContext,
-        rules: RulesResource,
-        raw_user: pl.DataFrame,
-        raw_forecasting_type: pl.DataFrame,
-        raw_forecasting_quota: pl.DataFrame,
-        raw_opportunity: pl.DataFrame,
-        raw_opportunity_history: pl.DataFrame,
-        raw_opportunity_stage: pl.DataFrame,
-        raw_opportunity_split: pl.DataFrame,
-        raw_opportunity_split_type: pl.DataFrame,
-        raw_opportunity_line_item: pl.DataFrame,
-        raw_product2: pl.DataFrame,
-        raw_dated_conversion_rate: pl.DataFrame,
-    ):
+    def credited_bookings_asset(context: dg.AssetExecutionContext, rules: RulesResource, **raw: pl.DataFrame):
         try:
-            validate_rates(raw_dated_conversion_rate)
+            validate_rates(raw["raw_dated_conversion_rate"])
         except ContractError as exc:
             raise dg.Failure(description=str(exc)) from exc
         dates = run_dates(context)
         context.log.info(f"crediting {len(dates)} as-of date(s) {dates[0]} .. {dates[-1]}")
+        opportunities, history = raw["raw_opportunity"], raw["raw_opportunity_history"]
         won = states_as_of(
-            raw_opportunity,
-            raw_opportunity_history,
-            stage_flags(raw_opportunity_stage, raw_opportunity),
-            dates,
-            only_won=True,
+            opportunities, history, stage_flags(raw["raw_opportunity_stage"], opportunities), dates, only_won=True
         )
-        credits, bad = credit_bookings(
-            won,
-            credit_inputs(
-                rules, raw_user, raw_forecasting_type, raw_forecasting_quota, raw_opportunity_split,
-                raw_opportunity_split_type, raw_opportunity_line_item, raw_product2, raw_dated_conversion_rate,
-            ),
+        credits, bad = credit_bookings(won, credit_inputs(rules, raw))
+        quarantine = Quarantine(
+            "credited_bookings_quarantine", "no_quarantined_opportunities", "won opportunity", bad, DAILY_PARTITION_COLUMN
         )
-        distinct_bad = bad.select("object", "record_id").unique().height
-        if distinct_bad:
-            context.log.warning(
-                f"{distinct_bad} opportunit(y/ies) quarantined; see credited_bookings_quarantine"
-            )
-        revenue = credits.filter(pl.col("credit_type") == REVENUE)
-        yield dg.Output(
+        bookings = Table(
+            "credited_bookings",
             credits,
-            output_name="credited_bookings",
+            schemas.CREDITED_BOOKINGS,
             metadata={
-                "rows": credits.height,
                 "as_of_dates": len(dates),
                 "won_opportunities": credits["opportunity_id"].n_unique(),
-                "opportunities_without_history": int(
-                    won.filter(~pl.col("from_history"))["Id"].n_unique()
-                ) if raw_opportunity_history.height else 0,
-                "revenue_credit_rows": revenue.height,
+                "opportunities_without_history": int(won.filter(~pl.col("from_history"))["Id"].n_unique())
+                if history.height
+                else 0,
+                "revenue_credit_rows": credits.filter(pl.col("credit_type") == REVENUE).height,
             },
+            multi=True,
         )
-        yield dg.Output(
-            bad,
-            output_name="credited_bookings_quarantine",
-            metadata={"rows": bad.height, "quarantined_records": distinct_bad},
-        )
-        yield schema_check(schemas.CREDITED_BOOKINGS, credits, asset_key="credited_bookings")
-        yield frame_check(
-            asset_key="credited_bookings",
-            check_name="revenue_credits_sum_to_amount",
-            failures=split_total_mismatches(credits),
-            description="revenue credits of some opportunities do not add up to their amount",
-        )
-        yield schema_check(
-            schemas.quarantine_schema(DAILY_PARTITION_COLUMN), bad, asset_key="credited_bookings_quarantine"
-        )
-        yield frame_check(
-            asset_key="credited_bookings_quarantine",
-            check_name="no_quarantined_opportunities",
-            failures=bad.unique(["object", "record_id", "field"]),
-            description=f"{distinct_bad} opportunity record(s) quarantined",
-            severity=dg.AssetCheckSeverity.WARN,
+        yield from publish(
+            [bookings, quarantine.table()],
+            blocking=[checks.revenue_credits_sum_to_amount(credits)],
+            after=[quarantine.warn(context)],
         )
 
     return [credited_bookings_asset]

@@ -4,7 +4,8 @@ projections with honest ranges for every attainment row."""
 import dagster as dg
 import polars as pl
 
-from quota_platform.defs.bookings.assets import credit_inputs
+from quota_platform.defs.bookings.inputs import CREDIT_OBJECTS, credit_inputs
+from quota_platform.defs.forecast import checks
 from quota_platform.defs.partitions import (
     DAILY_PARTITION_COLUMN,
     MONTHLY_PARTITION_COLUMN,
@@ -12,7 +13,15 @@ from quota_platform.defs.partitions import (
     run_dates,
     run_months,
 )
-from quota_platform.defs.validation import frame_check, schema_check
+from quota_platform.defs.validation import (
+    SCHEMA_CHECK,
+    Quarantine,
+    Table,
+    definition_metadata,
+    publish,
+    quarantine_check_specs,
+    quarantine_out,
+)
 from quota_platform.lib import schemas
 from quota_platform.lib.attainment.crediting import stage_flags
 from quota_platform.lib.attainment.pipeline import open_pipeline
@@ -21,12 +30,6 @@ from quota_platform.lib.forecast.projection import project
 from quota_platform.resources import ModelSettings, RulesResource
 
 GROUP = "projections"
-
-CREDIT_OBJECTS = dict(
-    raw_user=dg.AssetIn(), raw_forecasting_type=dg.AssetIn(), raw_forecasting_quota=dg.AssetIn(),
-    raw_opportunity_split=dg.AssetIn(), raw_opportunity_split_type=dg.AssetIn(),
-    raw_opportunity_line_item=dg.AssetIn(), raw_product2=dg.AssetIn(), raw_dated_conversion_rate=dg.AssetIn(),
-)
 
 
 def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -37,7 +40,7 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
         outs={
             "open_pipeline": dg.AssetOut(
                 group_name=GROUP,
-                metadata={"partition_expr": DAILY_PARTITION_COLUMN},
+                metadata={"partition_expr": DAILY_PARTITION_COLUMN, **definition_metadata(schemas.OPEN_PIPELINE)},
                 kinds={"polars", "duckdb"},
                 description=(
                     "Every opportunity open at the end of each as-of date, as it stood then (stage, "
@@ -46,52 +49,53 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
                     "types, product families), in USD at the rate in force on the as-of date."
                 ),
             ),
-            "open_pipeline_quarantine": dg.AssetOut(
-                group_name=GROUP,
-                metadata={"partition_expr": DAILY_PARTITION_COLUMN},
-                kinds={"polars", "duckdb"},
-                description="Open opportunities that could not be credited, and why.",
+            "open_pipeline_quarantine": quarantine_out(
+                GROUP,
+                DAILY_PARTITION_COLUMN,
+                "Open opportunities set aside as of each date because they break a rule (negative "
+                "amount, credited user not a User, no conversion rate, revenue splits not totalling "
+                "100%, unknown split type).",
             ),
         },
         ins={"raw_opportunity": dg.AssetIn(), "raw_opportunity_history": dg.AssetIn(), "raw_opportunity_stage": dg.AssetIn(), **CREDIT_OBJECTS},
         partitions_def=daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
-            dg.AssetCheckSpec("schema", asset="open_pipeline", blocking=True),
-            dg.AssetCheckSpec("no_quarantined_opportunities", asset="open_pipeline_quarantine"),
+            dg.AssetCheckSpec(SCHEMA_CHECK, asset="open_pipeline", blocking=True),
+            *quarantine_check_specs(
+                "open_pipeline_quarantine",
+                "no_quarantined_opportunities",
+                "WARN while any open opportunity is quarantined: it is in no projection.",
+            ),
         ],
     )
     def open_pipeline_asset(context: dg.AssetExecutionContext, rules: RulesResource, **raw: pl.DataFrame):
         dates = run_dates(context)
-        inputs = credit_inputs(rules, *(raw[k] for k in CREDIT_OBJECTS))
         rows, bad = open_pipeline(
             raw["raw_opportunity"],
             raw["raw_opportunity_history"],
             stage_flags(raw["raw_opportunity_stage"], raw["raw_opportunity"]),
             dates,
-            inputs,
+            credit_inputs(rules, raw),
         )
-        yield dg.Output(
+        quarantine = Quarantine(
+            "open_pipeline_quarantine", "no_quarantined_opportunities", "open opportunity", bad, DAILY_PARTITION_COLUMN
+        )
+        pipeline = Table(
+            "open_pipeline",
             rows,
-            output_name="open_pipeline",
-            metadata={"rows": rows.height, "open_opportunities": rows["opportunity_id"].n_unique()},
+            schemas.OPEN_PIPELINE,
+            metadata={"open_opportunities": rows["opportunity_id"].n_unique()},
+            multi=True,
         )
-        yield dg.Output(bad, output_name="open_pipeline_quarantine", metadata={"rows": bad.height})
-        yield schema_check(schemas.OPEN_PIPELINE, rows, asset_key="open_pipeline")
-        yield frame_check(
-            asset_key="open_pipeline_quarantine",
-            check_name="no_quarantined_opportunities",
-            failures=bad.unique(["object", "record_id", "field"]),
-            description=f"{bad.select('record_id').n_unique()} open opportunit(y/ies) quarantined",
-            severity=dg.AssetCheckSeverity.WARN,
-        )
+        yield from publish([pipeline, quarantine.table()], after=[quarantine.warn(context)])
 
     @dg.multi_asset(
         name="win_rate_posteriors_asset",
         outs={
             "win_rate_posteriors": dg.AssetOut(
                 group_name=GROUP,
-                metadata={"partition_expr": MONTHLY_PARTITION_COLUMN},
+                metadata={"partition_expr": MONTHLY_PARTITION_COLUMN, **definition_metadata(schemas.WIN_RATE_POSTERIORS)},
                 kinds={"pymc", "duckdb"},
                 description=(
                     "Posterior probability that an open deal is won within the current period, per "
@@ -119,17 +123,12 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
         partitions_def=monthly,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
-            dg.AssetCheckSpec("schema", asset="win_rate_posteriors", blocking=True),
-            dg.AssetCheckSpec(
-                "converged",
-                asset="win_rate_posteriors",
-                blocking=True,
-                description="Max R-hat <= 1.01 and no divergent transitions in every fit of the month.",
-            ),
+            dg.AssetCheckSpec(SCHEMA_CHECK, asset="win_rate_posteriors", blocking=True),
+            *checks.WIN_RATE_SPECS,
         ],
     )
     def win_rate_posteriors_asset(context: dg.AssetExecutionContext, rules: RulesResource, model_settings: ModelSettings, **raw: pl.DataFrame):
-        inputs = credit_inputs(rules, *(raw[k] for k in CREDIT_OBJECTS))
+        inputs = credit_inputs(rules, raw)
         hierarchy, snapshots = raw["org_hierarchy"], raw["quota_snapshots"]
         models, summaries, diagnostics = {}, [], []
         for month in run_months(context):
@@ -164,7 +163,6 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
         diag = pl.DataFrame(diagnostics)
         fitted = diag.filter(pl.col("max_rhat").is_not_null()) if "max_rhat" in diag.columns else pl.DataFrame()
         metadata = {
-            "rows": summary.height,
             "fits": fitted.height,
             "seasonality": dg.MetadataValue.json(
                 {
@@ -182,16 +180,14 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
                 divergences=int(fitted["divergences"].sum()),
                 fit_seconds=float(fitted["fit_seconds"].sum()),
             )
-        yield dg.Output(summary, output_name="win_rate_posteriors", metadata=metadata)
-        yield dg.Output(models, output_name="projection_model", metadata={"window_months": model_settings.window_months})
-        yield schema_check(schemas.WIN_RATE_POSTERIORS, summary, asset_key="win_rate_posteriors")
-        bad = fitted.filter((pl.col("max_rhat") > 1.01) | (pl.col("divergences") > 0)) if fitted.height else fitted
-        yield frame_check(
-            asset_key="win_rate_posteriors",
-            check_name="converged",
-            failures=bad,
-            description="a win-rate fit did not converge (R-hat > 1.01 or divergences)",
-            extra={"fits": fitted.height},
+        yield from publish(
+            [Table("win_rate_posteriors", summary, schemas.WIN_RATE_POSTERIORS, metadata=metadata, multi=True)],
+            blocking=[checks.converged(fitted)],
+            others=[
+                dg.Output(
+                    models, output_name="projection_model", metadata={"window_months": model_settings.window_months}
+                )
+            ],
         )
 
     @dg.asset(
@@ -199,17 +195,12 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
         group_name=GROUP,
         partitions_def=daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        metadata={"partition_expr": DAILY_PARTITION_COLUMN},
+        metadata={"partition_expr": DAILY_PARTITION_COLUMN, **definition_metadata(schemas.PROJECTIONS)},
         kinds={"numpy", "duckdb"},
         ins={"projection_model": monthly_input, "org_hierarchy": monthly_input},
         check_specs=[
-            dg.AssetCheckSpec("schema", asset="projections", blocking=True),
-            dg.AssetCheckSpec(
-                "one_row_per_attainment_row",
-                asset="projections",
-                blocking=True,
-                description="Every attainment row has its projection, new reps and reps with no pipeline included.",
-            ),
+            dg.AssetCheckSpec(SCHEMA_CHECK, asset="projections", blocking=True),
+            *checks.PROJECTION_SPECS,
         ],
     )
     def projections(
@@ -230,19 +221,10 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
             model = projection_model[month_key(day)]
             frames.append(project(day, attainment, open_pipeline, org_hierarchy, model, model_settings.simulation_settings()))
         frame = pl.concat(frames, how="vertical_relaxed")
-        keys = ["as_of_date", "level", "entity_id", "period_type", "period_start", "quota_type", "product_family"]
-        missing = attainment.select(keys).join(frame.select(keys), on=keys, how="anti", nulls_equal=True)
         at_risk = frame.filter(pl.col("at_risk") & (pl.col("level") == "rep"))
-        yield dg.Output(
-            frame,
-            metadata={"rows": frame.height, "reps_at_risk": at_risk.select("entity_id").n_unique()},
-        )
-        yield schema_check(schemas.PROJECTIONS, frame, asset_key="projections")
-        yield frame_check(
-            asset_key="projections",
-            check_name="one_row_per_attainment_row",
-            failures=missing,
-            description="attainment rows without a projection",
+        yield from publish(
+            [Table("projections", frame, schemas.PROJECTIONS, metadata={"reps_at_risk": at_risk.select("entity_id").n_unique()})],
+            blocking=[checks.one_row_per_attainment_row(attainment, frame)],
         )
 
     return [open_pipeline_asset, win_rate_posteriors_asset, projections]

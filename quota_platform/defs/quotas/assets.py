@@ -1,11 +1,18 @@
 """Monthly assets: the org hierarchy and the quota snapshot, as captured for each snapshot month."""
 
-
 import dagster as dg
 import polars as pl
 
 from quota_platform.defs.partitions import MONTHLY_PARTITION_COLUMN, run_months
-from quota_platform.defs.validation import frame_check, schema_check
+from quota_platform.defs.validation import (
+    SCHEMA_CHECK,
+    Quarantine,
+    Table,
+    definition_metadata,
+    publish,
+    quarantine_check_specs,
+    quarantine_out,
+)
 from quota_platform.lib import schemas
 from quota_platform.lib.attainment.hierarchy import build_org_hierarchy
 from quota_platform.lib.attainment.quotas import build_quota_snapshots
@@ -22,9 +29,9 @@ def quota_assets(monthly: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         group_name=GROUP,
         partitions_def=monthly,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        metadata={"partition_expr": MONTHLY_PARTITION_COLUMN},
+        metadata={"partition_expr": MONTHLY_PARTITION_COLUMN, **definition_metadata(schemas.ORG_HIERARCHY)},
         kinds={"polars", "duckdb"},
-        check_specs=[dg.AssetCheckSpec("schema", asset="org_hierarchy", blocking=True)],
+        check_specs=[dg.AssetCheckSpec(SCHEMA_CHECK, asset="org_hierarchy", blocking=True)],
     )
     def org_hierarchy(context: dg.AssetExecutionContext, raw_user: pl.DataFrame):
         """The ManagerId tree as captured in each snapshot month, as a closure table: one row per
@@ -35,15 +42,14 @@ def quota_assets(monthly: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
             frame = build_org_hierarchy(run_months(context), raw_user)
         except ContractError as exc:
             raise dg.Failure(description=str(exc)) from exc
-        yield dg.Output(frame, metadata={"rows": frame.height, "users": raw_user.height})
-        yield schema_check(schemas.ORG_HIERARCHY, frame, asset_key="org_hierarchy")
+        yield from publish([Table("org_hierarchy", frame, schemas.ORG_HIERARCHY, metadata={"users": raw_user.height})])
 
     @dg.multi_asset(
         name="quota_snapshots_asset",
         outs={
             "quota_snapshots": dg.AssetOut(
                 group_name=GROUP,
-                metadata={"partition_expr": MONTHLY_PARTITION_COLUMN},
+                metadata={"partition_expr": MONTHLY_PARTITION_COLUMN, **definition_metadata(schemas.QUOTA_SNAPSHOTS)},
                 kinds={"polars", "duckdb"},
                 description=(
                     "Each rep's quota for every month and quarter overlapping the snapshot month: "
@@ -52,26 +58,21 @@ def quota_assets(monthly: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
                     "effective_quota = full_quota x ramp_factor; manager_id as captured."
                 ),
             ),
-            "quota_snapshots_quarantine": dg.AssetOut(
-                group_name=GROUP,
-                metadata={"partition_expr": MONTHLY_PARTITION_COLUMN},
-                kinds={"polars", "duckdb"},
-                description=(
-                    "Quotas set aside because they break a rule (unknown owner, unsupported "
-                    "forecasting type or period, no conversion rate, negative or empty amount, "
-                    "duplicates): object, record Id, field and problem. Never part of a total."
-                ),
+            "quota_snapshots_quarantine": quarantine_out(
+                GROUP,
+                MONTHLY_PARTITION_COLUMN,
+                "Quotas set aside because they break a rule (unknown owner, unsupported forecasting "
+                "type or period, no conversion rate, negative or empty amount, duplicates).",
             ),
         },
         partitions_def=monthly,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
-            dg.AssetCheckSpec("schema", asset="quota_snapshots", blocking=True),
-            dg.AssetCheckSpec("schema", asset="quota_snapshots_quarantine", blocking=True),
-            dg.AssetCheckSpec(
+            dg.AssetCheckSpec(SCHEMA_CHECK, asset="quota_snapshots", blocking=True),
+            *quarantine_check_specs(
+                "quota_snapshots_quarantine",
                 "no_quarantined_quotas",
-                asset="quota_snapshots_quarantine",
-                description="WARN while any quota is quarantined: those reps have no attainment row.",
+                "WARN while any quota is quarantined: those reps have no attainment row.",
             ),
         ],
     )
@@ -99,33 +100,17 @@ def quota_assets(monthly: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
             rates=raw_dated_conversion_rate,
             rules=rules.rules(),
         )
-        distinct_bad = bad.select("object", "record_id").unique().height
-        if distinct_bad:
-            context.log.warning(f"{distinct_bad} quota record(s) quarantined; see quota_snapshots_quarantine")
-        yield dg.Output(
+        quarantine = Quarantine("quota_snapshots_quarantine", "no_quarantined_quotas", "quota", bad, MONTHLY_PARTITION_COLUMN)
+        snapshots = Table(
+            "quota_snapshots",
             snap,
-            output_name="quota_snapshots",
+            schemas.QUOTA_SNAPSHOTS,
             metadata={
-                "rows": snap.height,
                 "reps": snap["rep_id"].n_unique(),
                 "effective_quota_usd": float(snap["effective_quota"].sum() or 0.0),
             },
+            multi=True,
         )
-        yield dg.Output(
-            bad,
-            output_name="quota_snapshots_quarantine",
-            metadata={"rows": bad.height, "quarantined_records": distinct_bad},
-        )
-        yield schema_check(schemas.QUOTA_SNAPSHOTS, snap, asset_key="quota_snapshots")
-        yield schema_check(
-            schemas.quarantine_schema(MONTHLY_PARTITION_COLUMN), bad, asset_key="quota_snapshots_quarantine"
-        )
-        yield frame_check(
-            asset_key="quota_snapshots_quarantine",
-            check_name="no_quarantined_quotas",
-            failures=bad.unique(["object", "record_id", "field"]),
-            description=f"{distinct_bad} quota record(s) quarantined",
-            severity=dg.AssetCheckSeverity.WARN,
-        )
+        yield from publish([snapshots, quarantine.table()], after=[quarantine.warn(context)])
 
     return [org_hierarchy, quota_snapshots_asset]

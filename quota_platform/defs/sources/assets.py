@@ -8,7 +8,7 @@ import re
 
 import dagster as dg
 
-from quota_platform.defs.validation import schema_check
+from quota_platform.defs.validation import SCHEMA_CHECK, Table, definition_metadata, publish
 from quota_platform.lib.core.contract import OBJECTS, ContractError
 from quota_platform.lib.schemas import raw_object_schema
 from quota_platform.resources import CrmSource
@@ -37,7 +37,8 @@ def _raw_asset(object_name: str) -> dg.AssetsDefinition:
             f"The Salesforce {object_name} object as extracted now ({'required' if spec.required else 'optional'}"
             f"; fields {fields}), typed by the data contract."
         ),
-        check_specs=[dg.AssetCheckSpec("schema", asset=name, blocking=True)],
+        metadata=definition_metadata(raw_object_schema(object_name)),
+        check_specs=[dg.AssetCheckSpec(SCHEMA_CHECK, asset=name, blocking=True)],
     )
     def _asset(context: dg.AssetExecutionContext, crm: CrmSource):
         try:
@@ -45,11 +46,7 @@ def _raw_asset(object_name: str) -> dg.AssetsDefinition:
         except ContractError as exc:
             raise dg.Failure(description=str(exc)) from exc
         context.log.info(f"{object_name}: {frame.height} records from {crm.describe()}")
-        yield dg.Output(
-            frame,
-            metadata={"rows": dg.MetadataValue.int(frame.height), "source": crm.describe()},
-        )
-        yield schema_check(raw_object_schema(object_name), frame, asset_key=name)
+        yield from publish([Table(name, frame, raw_object_schema(object_name), metadata={"source": crm.describe()})])
 
     return _asset
 
