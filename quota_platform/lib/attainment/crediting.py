@@ -331,18 +331,23 @@ def check_credited_users(
     credited: pl.DataFrame, w: pl.DataFrame, users: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Unknown credited users (docs/contract.md, Rules: "Credit and splits"): every rep credited
-    with an opportunity must be a User; otherwise the whole opportunity (every credit of it, as of
-    that date) is quarantined, so that its split credits never count in part.
+    with an opportunity must be a User, and an empty OwnerId or SplitOwnerId names nobody;
+    otherwise the whole opportunity (every credit of it, as of that date) is quarantined, so that
+    its split credits never count in part.
 
     Returns (credited without the ``_field`` column, kept states, quarantine rows)."""
-    unknown_rep = credited.filter(~pl.col("rep_id").is_in(users["Id"].to_list()))
+    unknown_rep = credited.filter(
+        pl.col("rep_id").is_null() | ~pl.col("rep_id").is_in(users["Id"].to_list())
+    )
     bad = quarantine.rows(
         unknown_rep.join(w.select("as_of_date", "opportunity_id"), on=["as_of_date", "opportunity_id"]),
         object="Opportunity",
         id_col="opportunity_id",
         field="OwnerId",
-        problem=pl.format(
-            "credited user {} ({}) is not a User", pl.col("rep_id"), pl.col("_field")
+        problem=pl.when(pl.col("rep_id").is_null())
+        .then(pl.format("no credited user: {} is empty", pl.col("_field")))
+        .otherwise(
+            pl.format("credited user {} ({}) is not a User", pl.col("rep_id"), pl.col("_field"))
         ),
         partition=PARTITION,
     )

@@ -66,16 +66,17 @@ def quota_types_of(
 
 
 def check_quota_owners(q: pl.DataFrame, users: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A quota's QuotaOwnerId must be a User; otherwise the quota is quarantined."""
-    user_ids = users["Id"].to_list()
+    """A quota's QuotaOwnerId must be a User; otherwise (an empty one included) the quota is
+    quarantined."""
+    known = pl.col("QuotaOwnerId").is_in(users["Id"].to_list()).fill_null(False)
     bad = quarantine.rows(
-        q.filter(~pl.col("QuotaOwnerId").is_in(user_ids)),
+        q.filter(~known),
         object="ForecastingQuota",
         id_col="Id",
         field="QuotaOwnerId",
         problem=pl.format("quota owner {} is not a User", quarantine.shown(pl.col("QuotaOwnerId"))),
     )
-    return q.filter(pl.col("QuotaOwnerId").is_in(user_ids)), bad
+    return q.filter(known), bad
 
 
 def check_quota_amounts(q: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
