@@ -85,7 +85,7 @@ class CrmSource(dg.ConfigurableResource):
 
 
 class RulesResource(dg.ConfigurableResource):
-    """The crediting and attainment rules that are settings (CONTRACT.md section 2)."""
+    """The crediting and attainment rules that are settings (docs/contract.md, Rules)."""
 
     fiscal_year_start_month: int = 1
     corporate_currency: str = "USD"

@@ -1,5 +1,5 @@
-"""Bad input, end to end through ``quota-platform refresh`` (CONTRACT.md section 1, docs/decisions.md
-"Stopping versus quarantining").
+"""Bad input, end to end through ``quota-platform refresh`` (docs/contract.md, Inputs: "Typing"
+and Rules: "Bad records"; docs/decisions.md, "Stopping versus quarantining").
 
 A problem with the shape of the input (a missing object or column, a value that does not parse, a
 duplicate Id, a ManagerId cycle) stops the run with a message naming the object, the record Id and

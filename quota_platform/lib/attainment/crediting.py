@@ -1,5 +1,6 @@
 """Crediting: which rep gets how much of which closed-won deal, in which period, as of a date
-(CONTRACT.md section 2: "As of a date D", "Quota type", "Credit", "Currency").
+(docs/contract.md, Rules: "As of a date (point in time)", "Quota type", "Credit and splits",
+"Overlay", "Product families", "Currency").
 
 Two steps, each a plain function:
 

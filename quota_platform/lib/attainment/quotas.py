@@ -1,6 +1,6 @@
 """Quota snapshots: each rep's quota for each period, as captured in a snapshot month, in USD, with
-mid-period changes day-weighted and new hires ramped (CONTRACT.md section 2: Calendar, Currency,
-Mid-period quota change, Ramp).
+mid-period changes day-weighted and new hires ramped (docs/contract.md, Rules: "Calendar", "Quota
+type", "Currency", "Mid-period quota change", "Ramp").
 
 ``build_quota_snapshots`` is the whole rule; the Dagster asset only wires inputs and outputs.
 """

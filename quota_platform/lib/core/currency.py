@@ -1,4 +1,4 @@
-"""Currency conversion at dated rates (CONTRACT.md section 2, "Currency").
+"""Currency conversion at dated rates (docs/contract.md, Rules: "Currency").
 
 A rate row says: from StartDate (inclusive) to NextStartDate (exclusive), one unit of the corporate
 currency is worth ConversionRate units of IsoCode, so ``usd = amount / ConversionRate``. The
