@@ -10,6 +10,12 @@ Two steps, each a plain function:
    100%, overlay splits kept apart, one row per quota type the deal's Type counts toward, per fiscal
    month and quarter of its close date, per product family that a quota names, in USD at the rate
    in force on the close date. Records that break a rule are quarantined, never dropped silently.
+
+Each crediting rule is one function, applied in this order by :func:`attribute_credit` (which open
+pipeline and the training data use too): :func:`check_amounts`, :func:`convert_currency`,
+:func:`credited_reps` (revenue and overlay splits), :func:`check_credited_users`,
+:func:`quota_types_counted` and :func:`product_family_amounts`. Their quarantine rows are built by
+:mod:`quota_platform.lib.core.quarantine`, with ``as_of_date`` as the partition column.
 """
 
 from __future__ import annotations

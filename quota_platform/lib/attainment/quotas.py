@@ -2,7 +2,10 @@
 mid-period changes day-weighted and new hires ramped (docs/contract.md, Rules: "Calendar", "Quota
 type", "Currency", "Mid-period quota change", "Ramp").
 
-``build_quota_snapshots`` is the whole rule; the Dagster asset only wires inputs and outputs.
+:func:`build_quota_snapshots` applies the quota rules in order, one function each (quota type,
+owner, amount, period, duplicates, currency at the period start, day-weighted mid-period changes,
+ramp), and repeats the quarantine rows under each snapshot month; the Dagster asset only wires
+inputs and outputs.
 """
 
 from __future__ import annotations
