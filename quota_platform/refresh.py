@@ -1,6 +1,6 @@
 """``quota-platform refresh --as-of D``: materialize every asset for one date, in process, in order
 (raw objects, then the monthly assets for D's month, then the daily assets for D), against the
-configured source and warehouse (CONTRACT.md section 4)."""
+configured source and warehouse (docs/contract.md, Outputs: "Warehouse, partitions and refresh")."""
 
 from __future__ import annotations
 

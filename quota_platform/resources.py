@@ -83,7 +83,7 @@ class CrmSource(dg.ConfigurableResource):
 
 
 class RulesResource(dg.ConfigurableResource):
-    """The crediting and attainment rules that are settings (CONTRACT.md section 2)."""
+    """The crediting and attainment rules that are settings (docs/contract.md, Rules)."""
 
     fiscal_year_start_month: int
     corporate_currency: str

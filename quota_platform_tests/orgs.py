@@ -1,8 +1,9 @@
 """Hand-made Salesforce-shaped orgs for end-to-end tests.
 
 A test lists its records as plain dicts (or with the small row builders below) and
-:func:`write_org` writes them as ``<Object>.csv`` files with the contract's columns (CONTRACT.md
-section 1), so that every number a test asserts can be traced to a record visible in the test.
+:func:`write_org` writes them as ``<Object>.csv`` files with the contract's columns
+(docs/contract.md, Inputs: "Objects and fields"), so that every number a test asserts can be traced
+to a record visible in the test.
 :func:`platform_env` and :func:`run_refresh` run ``quota-platform refresh`` in process against such
 a folder, and :func:`query` reads the warehouse back.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-# The fields of each object, as CONTRACT.md section 1 lists them. A file gets these columns (plus
+# The fields of each object, as docs/contract.md (Inputs: "Objects and fields") lists them. A file gets these columns (plus
 # any extra keys its rows carry), blank where a row gives no value.
 CONTRACT_COLUMNS: dict[str, list[str]] = {
     "User": ["Id", "Name", "Email", "ManagerId", "IsActive", "Hire_Date__c"],

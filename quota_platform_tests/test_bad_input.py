@@ -1,5 +1,5 @@
-"""Bad input, end to end through ``quota-platform refresh`` (CONTRACT.md section 1, docs/decisions.md
-"Stopping versus quarantining").
+"""Bad input, end to end through ``quota-platform refresh`` (docs/contract.md, Inputs: "Typing"
+and Rules: "Bad records"; docs/decisions.md, "Stopping versus quarantining").
 
 A problem with the shape of the input (a missing object or column, a value that does not parse, a
 duplicate Id, a ManagerId cycle) stops the run with a message naming the object, the record Id and
@@ -348,3 +348,48 @@ def test_quota_for_unknown_user(refresh_org):
     assert snapshot == []
     row = company_q1(db)
     assert (row["quota"], row["closed_won"]) == (approx(200_000), approx(30_000))  # not 275,000
+
+
+def test_won_deal_with_empty_owner(refresh_org):
+    """A won deal with an empty OwnerId names nobody to credit. It used to be credited to a null
+    rep, which the credited_bookings schema check rejects, stopping the whole run; it is now
+    quarantined (Opportunity, its Id, OwnerId) with a message saying the field is empty."""
+    org = base_org()
+    org["Opportunity"].append(opportunity("006NOONE", None, "New Business", "Closed Won", 6_000, "2025-03-01", "2025-01-10T10:00:00.000+0000"))
+    rc, _, err, db = refresh_org(org)
+    assert_quarantined_opportunity(rc, err, db, "006NOONE", {"Opportunity"}, {"OwnerId"})
+    assert [r["problem"] for r in quarantine(db, "credited_bookings_quarantine", "006NOONE")] == [
+        "no credited user: OwnerId is empty"
+    ]
+
+
+def test_split_row_without_split_type(refresh_org):
+    """A split row with an empty SplitTypeId cannot be told revenue from overlay: the opportunity
+    is quarantined (OpportunitySplit, its Id, SplitTypeId). Its message used to come out null,
+    which the quarantine table's own schema check rejects, stopping the run."""
+    org = base_org()
+    org["Opportunity"].append(opportunity("006NOTYPE", ANA, "New Business", "Closed Won", 8_000, "2025-03-01", "2025-01-10T10:00:00.000+0000"))
+    org["OpportunitySplitType"] = [{"Id": "149REV", "DeveloperName": "Revenue", "IsTotalValidated": True}]
+    org["OpportunitySplit"] = [
+        {"OpportunityId": "006NOTYPE", "SplitOwnerId": BEN, "SplitPercentage": 100, "SplitTypeId": None},
+    ]
+    rc, _, err, db = refresh_org(org)
+    assert_quarantined_opportunity(rc, err, db, "006NOTYPE", {"OpportunitySplit"}, {"SplitTypeId"})
+    assert [r["problem"] for r in quarantine(db, "credited_bookings_quarantine", "006NOTYPE")] == [
+        "a split row has no SplitTypeId"
+    ]
+
+
+def test_quota_with_empty_owner(refresh_org):
+    """A ForecastingQuota with an empty QuotaOwnerId used to vanish: neither in a snapshot nor in
+    the quarantine. It is now quarantined (ForecastingQuota, its Id, QuotaOwnerId)."""
+    org = base_org()
+    org["ForecastingQuota"].append(quota("0J9NOONE", None, OR, "2025-01-01", 50_000))
+    rc, _, err, db = refresh_org(org)
+    assert rc == 0, f"a record problem should not stop the run:\n{err}"
+    rows = quarantine(db, "quota_snapshots_quarantine", "0J9NOONE", "snapshot_month", AS_OF[:7])
+    assert [(r["object"], r["field"], r["problem"]) for r in rows] == [
+        ("ForecastingQuota", "QuotaOwnerId", "quota owner (empty) is not a User")
+    ]
+    row = company_q1(db)
+    assert (row["quota"], row["closed_won"]) == (approx(200_000), approx(30_000))  # not 250,000

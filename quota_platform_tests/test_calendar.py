@@ -1,4 +1,5 @@
-"""The fiscal calendar and ramp rules of CONTRACT.md section 2, on dates worked out by hand."""
+"""The fiscal calendar and ramp rules of docs/contract.md (Rules: "Calendar", "Ramp"), on dates
+worked out by hand."""
 
 from datetime import date
 

@@ -1,4 +1,4 @@
-"""The crediting rules of CONTRACT.md section 2 (and docs/decisions.md), end to end through
+"""The crediting rules of docs/contract.md, Rules (and docs/decisions.md), end to end through
 ``quota-platform refresh``, on one hand-made org refreshed as of three dates.
 
 Every expected number below is worked out by hand from the records in this file; the arithmetic

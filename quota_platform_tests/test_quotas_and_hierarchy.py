@@ -124,3 +124,41 @@ def test_unknown_manager_stops():
     users = frame("User", [{"Id": "A", "Name": "a", "ManagerId": "ZZ"}])
     with pytest.raises(ContractError, match="Id=A ManagerId=ZZ"):
         closure(users)
+
+
+def test_history_before_the_period_and_same_day_rows_weight_as_stated():
+    """A row effective before the period counts from the period start; of two rows effective on
+    the same day, the later one in the extract wins."""
+    history = frame(
+        "ForecastingQuotaHistory",
+        [
+            {"QuotaOwnerId": "R1", "ForecastingTypeId": "T1", "StartDate": "2025-01-01", "QuotaAmount": "100000", "CurrencyIsoCode": "USD", "EffectiveDate": "2024-12-15"},
+            {"QuotaOwnerId": "R1", "ForecastingTypeId": "T1", "StartDate": "2025-01-01", "QuotaAmount": "130000", "CurrencyIsoCode": "USD", "EffectiveDate": "2025-03-01"},
+            {"QuotaOwnerId": "R1", "ForecastingTypeId": "T1", "StartDate": "2025-01-01", "QuotaAmount": "160000", "CurrencyIsoCode": "USD", "EffectiveDate": "2025-03-01"},
+        ],
+    )
+    snap, bad = snapshot([q("Q1", "R1", "160000")], history)
+    assert bad.is_empty()
+    # Jan 1..Feb 28 = 59 days at 100,000; Mar 1..31 = 31 days at 160,000: 10,860,000 / 90
+    assert snap.row(0, named=True)["full_quota"] == pytest.approx(10_860_000 / 90)
+
+
+def test_history_in_a_currency_without_rate_quarantines_the_quota_whole():
+    history = frame(
+        "ForecastingQuotaHistory",
+        [{"QuotaOwnerId": "R1", "ForecastingTypeId": "T1", "StartDate": "2025-01-01", "QuotaAmount": "100000", "CurrencyIsoCode": "JPY", "EffectiveDate": "2025-01-01"}],
+    )
+    snap, bad = snapshot([q("Q1", "R1", "100000")], history)
+    assert snap.is_empty()
+    assert bad.select("snapshot_month", "object", "record_id", "field", "problem").rows() == [
+        (date(2025, 2, 1), "ForecastingQuotaHistory", "Q1", "CurrencyIsoCode", "unknown currency JPY: no DatedConversionRate rows")
+    ]
+
+
+def test_duplicate_quotas_are_all_quarantined_and_ramp_adjusted_ones_keep_their_amount():
+    snap, bad = snapshot([q("QA", "R1", "1000"), q("QB", "R1", "2000"), q("QR", "R2", "90000", ramp_adjusted="true")])
+    assert sorted(bad.select("record_id", "field").rows()) == [("QA", "Id"), ("QB", "Id")]
+    assert bad["problem"].str.starts_with("two or more quotas for owner R1 type new_business quarter starting 2025-01-01").all()
+    # R2 was hired on Feb 10 (factor 0.25 otherwise), but the amount was already reduced
+    r = snap.row(0, named=True)
+    assert (r["quota_id"], r["ramp_factor"], r["effective_quota"]) == ("QR", 1.0, pytest.approx(90_000.0))

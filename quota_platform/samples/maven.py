@@ -300,6 +300,45 @@ def _write(out: Path, name: str, rows: list[dict[str, str]], columns: list[str])
 # --- the import -------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class _Users:
+    """The User rows and the lookups the other objects need."""
+
+    rows: list[dict[str, str]]
+    agent_manager: dict[str, str]  # agent name -> manager name
+    user_id: dict[str, str]  # user name (VP, manager or agent) -> User Id
+
+
+@dataclasses.dataclass
+class _Pipeline:
+    """The imported opportunities and what goes with them, and the rows left out with reasons."""
+
+    opportunities: list[dict[str, str]]
+    history: list[dict[str, str]]
+    line_items: list[dict[str, str]]
+    excluded: Counter[str]  # reason -> pipeline rows not imported
+    excluded_rows: list[dict[str, str]]  # one per row left out: object, source_key, reason
+
+
+@dataclasses.dataclass(frozen=True)
+class _Quotas:
+    """The ForecastingType, Period and ForecastingQuota rows, and the quotas counted by basis and
+    the ones skipped, by reason and one row each."""
+
+    forecasting_types: list[dict[str, str]]
+    periods: list[dict[str, str]]
+    quotas: list[dict[str, str]]
+    derived: Counter[str]  # basis -> quotas
+    skipped: Counter[str]  # reason -> (agent, quarter) pairs
+    skipped_rows: list[dict[str, str]]
+
+
+QUOTA_FIELDS = [
+    "Id", "QuotaOwnerId", "ForecastingTypeId", "StartDate", "QuotaAmount", "CurrencyIsoCode",
+    "PeriodId",
+]
+
+
 def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSummary:
     """Turn the Maven CRM sample in ``src`` into the contract's object files in ``out`` (created if
     needed; the files this function writes are replaced). See the module docstring for every
@@ -323,8 +362,63 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
         ["opportunity_id", "sales_agent", "product", "account", "deal_stage", "engage_date",
          "close_date", "close_value"],
     )
+    users = _users(teams)
+    product_rows, price = _products(products)
+    deals = _parse_pipeline(pipeline)
+    spelling_fixes = Counter(
+        f"{d['raw_product']} -> {d['product']}" for d in deals if d["raw_product"] != d["product"]
+    )
+    window, median_days = _booking_window(deals)
+    imported = _opportunities(deals, users, price, median_days)
+    quarters = _window_quarters(window)
+    plan = derive_quotas(
+        opportunities=imported.opportunities,
+        agent_manager=users.agent_manager,
+        user_id=users.user_id,
+        window=window,
+        quota_uplift=quota_uplift,
+    )
+    quotas = _quotas(plan, quarters, users.user_id)
 
-    # Users ---------------------------------------------------------------------------------
+    out.mkdir(parents=True, exist_ok=True)
+    opportunity_fields = [f for f in OBJECTS["Opportunity"].field_names if f != "IsDeleted"]
+    user_fields = ["Id", "Name", "ManagerId", "IsActive", "Hire_Date__c", "Regional_Office__c"]
+    stage_fields = [*OBJECTS["OpportunityStage"].field_names, "ForecastCategoryName"]
+    files = {
+        "User": (users.rows, user_fields),
+        "ForecastingType": (quotas.forecasting_types, ["Id", "DeveloperName", "MasterLabel"]),
+        "ForecastingQuota": (quotas.quotas, [*QUOTA_FIELDS, "Quota_Basis__c", "Basis_Quarters__c"]),
+        "Period": (quotas.periods, OBJECTS["Period"].field_names),
+        "Opportunity": (imported.opportunities, opportunity_fields),
+        "OpportunityHistory": (imported.history, OBJECTS["OpportunityHistory"].field_names),
+        "OpportunityStage": (_stages(), stage_fields),
+        "Product2": (product_rows, ["Id", "Name", "Family"]),
+        "OpportunityLineItem": (imported.line_items, OBJECTS["OpportunityLineItem"].field_names),
+    }
+    counts, derived_rows, derived_fields = _write_objects(out, files)
+    excluded_rows = imported.excluded_rows + quotas.skipped_rows
+    _write(out, EXCLUDED_CSV, excluded_rows, ["object", "source_key", "reason"])
+    summary = ImportSummary(
+        src=src,
+        out=out,
+        counts=counts,
+        excluded=dict(sorted(imported.excluded.items())),
+        derived_rows=derived_rows,
+        derived_fields=derived_fields,
+        quotas_derived=dict(sorted(quotas.derived.items())),
+        quotas_skipped=dict(sorted(quotas.skipped.items())),
+        spelling_fixes=dict(sorted(spelling_fixes.items())),
+        source_rows=len(deals),
+        median_engage_to_close_days=median_days,
+        booking_window=window,
+        quota_uplift=quota_uplift,
+    )
+    (out / DERIVED_MD).write_text(_derived_md(summary, quarters), encoding="utf-8")
+    return summary
+
+
+def _users(teams: list[dict[str, str | None]]) -> _Users:
+    """The derived VP over the managers of ``sales_teams.csv``, the managers, and their agents."""
     vp_id = sf_id("005", VP_NAME)
     agent_manager: dict[str, str] = {}
     agent_office: dict[str, str | None] = {}
@@ -345,24 +439,30 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
     user_id.update({a: sf_id("005", a) for a in agent_manager})
     if len(set(user_id.values())) != len(user_id):
         raise ValueError("Maven CRM sample: two users share a name or an Id")
-    users = [
+    rows = [
         {"Id": vp_id, "Name": VP_NAME, "ManagerId": "", "IsActive": "true", "Hire_Date__c": "",
          "Regional_Office__c": "", DERIVED_COL: _derived("Id", "Name", "ManagerId", "IsActive")}
     ]
-    users += [
+    rows += [
         {"Id": user_id[m], "Name": m, "ManagerId": vp_id, "IsActive": "true", "Hire_Date__c": "",
          "Regional_Office__c": manager_office[m], DERIVED_COL: _derived("ManagerId", "IsActive")}
         for m in managers
     ]
-    users += [
+    rows += [
         {"Id": user_id[a], "Name": a, "ManagerId": user_id[agent_manager[a]], "IsActive": "true",
          "Hire_Date__c": "", "Regional_Office__c": agent_office[a] or "", DERIVED_COL: _derived("IsActive")}
         for a in sorted(agent_manager)
     ]
+    return _Users(rows=rows, agent_manager=agent_manager, user_id=user_id)
 
-    # Products ------------------------------------------------------------------------------
+
+def _products(
+    products: list[dict[str, str | None]],
+) -> tuple[list[dict[str, str]], dict[str, float]]:
+    """One Product2 row per row of ``products.csv`` (Family = series), and each product's list
+    price."""
     price: dict[str, float] = {}
-    product_rows = []
+    rows = []
     for row in products:
         name = row["product"]
         if name is None or row["series"] is None:
@@ -371,12 +471,16 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
         if value is None:
             raise ValueError(f"Maven CRM sample: products.csv product {name} has no sales_price")
         price[name] = value
-        product_rows.append(
+        rows.append(
             {"Id": sf_id("01t", name), "Name": name, "Family": row["series"], DERIVED_COL: ""}
         )
-    product_rows.sort(key=lambda r: r["Name"])
+    rows.sort(key=lambda r: r["Name"])
+    return rows, price
 
-    # Parse and check the pipeline ----------------------------------------------------------
+
+def _parse_pipeline(pipeline: list[dict[str, str | None]]) -> list[dict]:
+    """The pipeline rows, checked (an opportunity_id present and unique, a known deal stage) and
+    parsed (dates, values, the product's spelling in ``products.csv``)."""
     seen: set[str] = set()
     deals = []
     for row in pipeline:
@@ -405,9 +509,12 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
                 "value": _float(row["close_value"], f"{where} close_value"),
             }
         )
-    spelling_fixes = Counter(
-        f"{d['raw_product']} -> {d['product']}" for d in deals if d["raw_product"] != d["product"]
-    )
+    return deals
+
+
+def _booking_window(deals: list[dict]) -> tuple[tuple[date, date], int]:
+    """The booking window (the first and last close_date of a Won or Lost deal) and the median
+    days from engage to close over Won deals (the expected close of an open deal)."""
     closed = [d for d in deals if d["stage"] in ("Won", "Lost") and d["close"] is not None]
     if not closed:
         raise ValueError("Maven CRM sample: no Won or Lost deal with a close_date")
@@ -417,20 +524,28 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
         for d in closed
         if d["stage"] == "Won" and d["engage"] is not None
     ]
-    median_days = round(statistics.median(cycle)) if cycle else 0
+    return window, round(statistics.median(cycle)) if cycle else 0
 
-    # Opportunities, history, line items ----------------------------------------------------
-    excluded: Counter[str] = Counter()
-    excluded_rows: list[dict[str, str]] = []
-    opportunities, history, line_items = [], [], []
+
+def _opportunities(
+    deals: list[dict], users: _Users, price: dict[str, float], median_days: int
+) -> _Pipeline:
+    """Opportunity, OpportunityHistory and OpportunityLineItem rows for every deal that can be
+    imported (see :func:`_exclusion`), each derived value listed in DERIVED_COL."""
+    out = _Pipeline(
+        opportunities=[], history=[], line_items=[], excluded=Counter(), excluded_rows=[]
+    )
+    engaging = STAGES["Engaging"]
+    all_history_fields = _derived(*OBJECTS["OpportunityHistory"].field_names)
     for d in deals:
-        reason = _exclusion(d, agent_manager, price)
+        reason = _exclusion(d, users.agent_manager, price)
         if reason:
-            excluded[reason] += 1
-            excluded_rows.append({"object": "Opportunity", "source_key": d["id"], "reason": reason})
+            out.excluded[reason] += 1
+            out.excluded_rows.append(
+                {"object": "Opportunity", "source_key": d["id"], "reason": reason}
+            )
             continue
         stage = STAGES[d["stage"]]
-        engaging = STAGES["Engaging"]
         list_price = price[d["product"]]
         expected_close = d["engage"] + timedelta(days=median_days)
         won = d["stage"] == "Won"
@@ -443,12 +558,12 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
         if not stage.is_closed:
             derived.append("CloseDate")
         derived += ["CreatedDate", "ForecastCategoryName"]
-        opportunities.append(
+        out.opportunities.append(
             {
                 "Id": d["id"],
                 "Name": f"{d['account'] or NO_ACCOUNT} - {d['product']}",
                 "AccountId": sf_id("001", d["account"]) if d["account"] else "",
-                "OwnerId": user_id[d["agent"]],
+                "OwnerId": users.user_id[d["agent"]],
                 "Type": OPPORTUNITY_TYPE,
                 "StageName": stage.api_name,
                 "Amount": _money(amount),
@@ -462,8 +577,7 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
                 DERIVED_COL: _derived(*derived),
             }
         )
-        all_history_fields = _derived(*OBJECTS["OpportunityHistory"].field_names)
-        history.append(
+        out.history.append(
             {
                 "OpportunityId": d["id"],
                 "CreatedDate": _midnight(d["engage"]),
@@ -476,7 +590,7 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
             }
         )
         if stage.is_closed:
-            history.append(
+            out.history.append(
                 {
                     "OpportunityId": d["id"],
                     "CreatedDate": _midnight(d["close"]),
@@ -488,7 +602,7 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
                     DERIVED_COL: all_history_fields,
                 }
             )
-        line_items.append(
+        out.line_items.append(
             {
                 "OpportunityId": d["id"],
                 "Product2Id": sf_id("01t", d["product"]),
@@ -496,8 +610,12 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
                 DERIVED_COL: "" if won else _derived("TotalPrice"),
             }
         )
+    return out
 
-    stages = [
+
+def _stages() -> list[dict[str, str]]:
+    """The derived OpportunityStage rows, one per Maven deal stage."""
+    return [
         {
             "ApiName": s.api_name,
             "SortOrder": str(s.sort_order),
@@ -510,13 +628,16 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
         for s in STAGES.values()
     ]
 
-    # Quotas and periods --------------------------------------------------------------------
+
+def _quotas(plan: list[QuotaPlan], quarters: list[date], user_id: dict[str, str]) -> _Quotas:
+    """The derived ForecastingType, a Quarter Period for each quarter of the booking window, and
+    a ForecastingQuota for each planned quota with an amount; a plan without one is counted and
+    listed with its reason."""
     type_id = sf_id("0Db", FORECASTING_TYPE)
     forecasting_types = [
         {"Id": type_id, "DeveloperName": FORECASTING_TYPE, "MasterLabel": OPPORTUNITY_TYPE,
          DERIVED_COL: _derived("Id", "DeveloperName", "MasterLabel")}
     ]
-    quarters = _window_quarters(window)
     periods = [
         {
             "Id": sf_id("026", "Quarter", q.isoformat()),
@@ -527,30 +648,19 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
         }
         for q in quarters
     ]
-    quota_plan = derive_quotas(
-        opportunities=opportunities,
-        agent_manager=agent_manager,
-        user_id=user_id,
-        window=window,
-        quota_uplift=quota_uplift,
+    out = _Quotas(
+        forecasting_types, periods, quotas=[], derived=Counter(), skipped=Counter(), skipped_rows=[]
     )
-    quota_fields = [
-        "Id", "QuotaOwnerId", "ForecastingTypeId", "StartDate", "QuotaAmount", "CurrencyIsoCode",
-        "PeriodId",
-    ]
-    quotas = []
-    quotas_derived: Counter[str] = Counter()
-    quotas_skipped: Counter[str] = Counter()
-    for q in quota_plan:
+    for q in plan:
         if q.amount is None:
-            quotas_skipped[q.reason] += 1
-            excluded_rows.append(
+            out.skipped[q.reason] += 1
+            out.skipped_rows.append(
                 {"object": "ForecastingQuota", "source_key": f"{q.agent} {_quarter_label(q.quarter)}",
                  "reason": q.reason}
             )
             continue
-        quotas_derived[q.basis] += 1
-        quotas.append(
+        out.derived[q.basis] += 1
+        out.quotas.append(
             {
                 "Id": sf_id("0J9", q.agent, FORECASTING_TYPE, q.quarter.isoformat()),
                 "QuotaOwnerId": user_id[q.agent],
@@ -561,23 +671,17 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
                 "PeriodId": sf_id("026", "Quarter", q.quarter.isoformat()),
                 "Quota_Basis__c": q.basis,
                 "Basis_Quarters__c": ";".join(_quarter_label(b) for b in q.basis_quarters),
-                DERIVED_COL: _derived(*quota_fields, "Quota_Basis__c", "Basis_Quarters__c"),
+                DERIVED_COL: _derived(*QUOTA_FIELDS, "Quota_Basis__c", "Basis_Quarters__c"),
             }
         )
+    return out
 
-    # Write ---------------------------------------------------------------------------------
-    out.mkdir(parents=True, exist_ok=True)
-    files = {
-        "User": (users, ["Id", "Name", "ManagerId", "IsActive", "Hire_Date__c", "Regional_Office__c"]),
-        "ForecastingType": (forecasting_types, ["Id", "DeveloperName", "MasterLabel"]),
-        "ForecastingQuota": (quotas, [*quota_fields, "Quota_Basis__c", "Basis_Quarters__c"]),
-        "Period": (periods, OBJECTS["Period"].field_names),
-        "Opportunity": (opportunities, [f for f in OBJECTS["Opportunity"].field_names if f != "IsDeleted"]),
-        "OpportunityHistory": (history, OBJECTS["OpportunityHistory"].field_names),
-        "OpportunityStage": (stages, [*OBJECTS["OpportunityStage"].field_names, "ForecastCategoryName"]),
-        "Product2": (product_rows, ["Id", "Name", "Family"]),
-        "OpportunityLineItem": (line_items, OBJECTS["OpportunityLineItem"].field_names),
-    }
+
+def _write_objects(
+    out: Path, files: dict[str, tuple[list[dict[str, str]], list[str]]]
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Write each object file (its columns, then DERIVED_COL); returns the rows per object, the
+    rows with a derived field per object, and the rows per derived ``Object.Field``."""
     counts, derived_rows, derived_fields = {}, {}, Counter()
     for name in OBJECT_FILES:
         rows, columns = files[name]
@@ -586,24 +690,7 @@ def import_maven(src: Path, out: Path, *, quota_uplift: float = 1.0) -> ImportSu
         for r in rows:
             for field in filter(None, r[DERIVED_COL].split(";")):
                 derived_fields[f"{name}.{field}"] += 1
-    _write(out, EXCLUDED_CSV, excluded_rows, ["object", "source_key", "reason"])
-    summary = ImportSummary(
-        src=src,
-        out=out,
-        counts=counts,
-        excluded=dict(sorted(excluded.items())),
-        derived_rows=derived_rows,
-        derived_fields=dict(derived_fields),
-        quotas_derived=dict(sorted(quotas_derived.items())),
-        quotas_skipped=dict(sorted(quotas_skipped.items())),
-        spelling_fixes=dict(sorted(spelling_fixes.items())),
-        source_rows=len(deals),
-        median_engage_to_close_days=median_days,
-        booking_window=window,
-        quota_uplift=quota_uplift,
-    )
-    (out / DERIVED_MD).write_text(_derived_md(summary, quarters), encoding="utf-8")
-    return summary
+    return counts, derived_rows, dict(derived_fields)
 
 
 def _check_out_dir(out: Path) -> None:

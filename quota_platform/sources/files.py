@@ -1,5 +1,5 @@
 """The embedded source: one file per Salesforce object in a folder, ``<Object>.csv`` or
-``<Object>.parquet`` (CONTRACT.md section 1)."""
+``<Object>.parquet`` (docs/contract.md, Inputs: "Where the records come from")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The production source: the Salesforce org itself, read through simple-salesforce (CONTRACT.md
-section 1). It hands :func:`quota_platform.lib.core.contract.conform` the same raw columns the file
-source does, so both sources give the same frames.
+"""The production source: the Salesforce org itself, read through simple-salesforce
+(docs/contract.md, Inputs: "Where the records come from"). It hands
+:func:`quota_platform.lib.core.contract.conform` the same raw columns the file source does, so both
+sources give the same frames.
 
 How each object is read
 -----------------------

@@ -1,5 +1,5 @@
 """Attainment as of a date: each rep's closed-won credit against quota for every period containing
-the date, rolled up to every manager above them and to the company (CONTRACT.md section 2,
+the date, rolled up to every manager above them and to the company (docs/contract.md, Rules:
 "Attainment rows" and "Roll-ups"), with time elapsed and pace against a linear path.
 """
 

@@ -1,5 +1,6 @@
 """Crediting: which rep gets how much of which closed-won deal, in which period, as of a date
-(CONTRACT.md section 2: "As of a date D", "Quota type", "Credit", "Currency").
+(docs/contract.md, Rules: "As of a date (point in time)", "Quota type", "Credit and splits",
+"Overlay", "Product families", "Currency").
 
 Two steps, each a plain function:
 
@@ -9,6 +10,12 @@ Two steps, each a plain function:
    100%, overlay splits kept apart, one row per quota type the deal's Type counts toward, per fiscal
    month and quarter of its close date, per product family that a quota names, in USD at the rate
    in force on the close date. Records that break a rule are quarantined, never dropped silently.
+
+Each crediting rule is one function, applied in this order by :func:`attribute_credit` (which open
+pipeline and the training data use too): :func:`check_amounts`, :func:`convert_currency`,
+:func:`credited_reps` (revenue and overlay splits), :func:`check_credited_users`,
+:func:`quota_types_counted` and :func:`product_family_amounts`. Their quarantine rows are built by
+:mod:`quota_platform.lib.core.quarantine`, with ``as_of_date`` as the partition column.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ CREDIT_SCHEMA = {
     "credit_usd": pl.Float64(),
 }
 
-QUARANTINE_SCHEMA = {"as_of_date": pl.Date(), **quarantine.SCHEMA}
+PARTITION = "as_of_date"  # the quarantine rows of crediting are per as-of date
 
 REVENUE = "revenue"
 OVERLAY = "overlay"
@@ -185,64 +192,74 @@ class CreditInputs:
     rules: Rules
 
 
-def attribute_credit(
-    states: pl.DataFrame, inputs: CreditInputs, *, rate_date: str, won: bool
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Who is credited how much of each opportunity state, per quota type and product family.
+def check_amounts(w: pl.DataFrame, *, won: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Amount check (docs/contract.md, Rules: "Credit and splits"): an amount must be zero or more.
 
-    For won states (``won=True``) an empty or negative amount is quarantined; for open ones an
-    empty amount counts as 0 (open deals often have none yet) and a negative one is quarantined.
-    Amounts convert at the rate in force on ``rate_date`` (a column of ``states``). Returns credit
-    rows (without periods) and quarantine rows, both keyed by ``as_of_date``.
-    """
-    rules = inputs.rules
-    corp = rules.corporate_currency
-    problems: list[pl.DataFrame] = []
-    w = states.rename({"Id": "opportunity_id"}).with_columns(
-        pl.col("CurrencyIsoCode").fill_null(corp).str.to_uppercase()
-    )
-
-    def set_aside(bad: pl.DataFrame, object: str, field: str, problem: pl.Expr) -> None:
-        if not bad.is_empty():
-            problems.append(
-                bad.select(
-                    "as_of_date",
-                    pl.lit(object).alias("object"),
-                    pl.col("opportunity_id").alias("record_id"),
-                    pl.lit(field).alias("field"),
-                    problem.cast(pl.String).alias("problem"),
-                )
-            )
-
+    A won state with an empty or negative amount is quarantined. An open state's empty amount
+    counts as 0 (open deals often have none yet); a negative one is quarantined. Returns the
+    states kept and the quarantine rows."""
     if not won:
         w = w.with_columns(pl.col("Amount").fill_null(0.0))
-    bad_amount = w.filter(pl.col("Amount").is_null() | (pl.col("Amount") < 0))
-    set_aside(
-        bad_amount,
-        "Opportunity",
-        "Amount",
-        pl.format(
+    bad = quarantine.rows(
+        w.filter(pl.col("Amount").is_null() | (pl.col("Amount") < 0)),
+        object="Opportunity",
+        id_col="opportunity_id",
+        field="Amount",
+        problem=pl.format(
             "{} deal has amount {} as of {}; it must be zero or more",
             pl.lit("closed-won" if won else "open"),
             pl.col("Amount").cast(pl.String).fill_null("empty"),
             pl.col("as_of_date"),
         ),
+        partition=PARTITION,
     )
-    w = w.filter(pl.col("Amount").is_not_null() & (pl.col("Amount") >= 0))
+    return w.filter(pl.col("Amount").is_not_null() & (pl.col("Amount") >= 0)), bad
 
-    w = attach_rates(w, inputs.rates, date_col=rate_date, currency_col="CurrencyIsoCode", corporate_currency=corp)
-    known = inputs.rates["IsoCode"].str.to_uppercase().unique().to_list() + [corp]
-    set_aside(
+
+def convert_currency(
+    w: pl.DataFrame, rates: pl.DataFrame, *, rate_date: str, corporate_currency: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Currency (docs/contract.md, Rules: "Currency"): each state gets the ``conversion_rate`` of
+    its currency in force on ``rate_date`` (a column of ``w``); a null currency is the corporate
+    one. A state whose currency has no rate that day is quarantined. Returns the states kept (with
+    ``CurrencyIsoCode`` upper case) and the quarantine rows."""
+    w = w.with_columns(pl.col("CurrencyIsoCode").fill_null(corporate_currency).str.to_uppercase())
+    w = attach_rates(
+        w,
+        rates,
+        date_col=rate_date,
+        currency_col="CurrencyIsoCode",
+        corporate_currency=corporate_currency,
+    )
+    known = rates["IsoCode"].str.to_uppercase().unique().to_list() + [corporate_currency]
+    bad = quarantine.rows(
         w.filter(pl.col(RATE_COL).is_null()),
-        "Opportunity",
-        "CurrencyIsoCode",
-        missing_rate_problem("CurrencyIsoCode", rate_date, known),
+        object="Opportunity",
+        id_col="opportunity_id",
+        field="CurrencyIsoCode",
+        problem=missing_rate_problem("CurrencyIsoCode", rate_date, known),
+        partition=PARTITION,
     )
-    w = w.filter(pl.col(RATE_COL).is_not_null())
+    return w.filter(pl.col(RATE_COL).is_not_null()), bad
 
-    # --- who is credited ----------------------------------------------------------------------
-    split_rows = inputs.splits.join(
-        inputs.split_types.select(pl.col("Id").alias("SplitTypeId"), "IsTotalValidated"),
+
+def credited_reps(
+    w: pl.DataFrame, splits: pl.DataFrame, split_types: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Who is credited (docs/contract.md, Rules: "Credit and splits" and "Overlay").
+
+    With revenue split rows (split type IsTotalValidated true) each SplitOwnerId gets its
+    SplitPercentage as revenue credit; without them the OwnerId gets 100%. Overlay split rows
+    (IsTotalValidated false) are overlay credit beside the revenue credit. An opportunity with a
+    split row of an unknown split type, or whose revenue splits do not total 100% (within
+    SPLIT_TOLERANCE_PCT points), is quarantined.
+
+    Returns (credited, kept states, quarantine rows); ``credited`` has one row per (as_of_date,
+    opportunity_id, rep_id, credit_type) with ``split_percentage`` and ``_field``, the field that
+    names the rep (OwnerId or SplitOwnerId).
+    """
+    split_rows = splits.join(
+        split_types.select(pl.col("Id").alias("SplitTypeId"), "IsTotalValidated"),
         on="SplitTypeId",
         how="left",
     ).filter(pl.col("OpportunityId").is_in(w["opportunity_id"].unique().to_list()))
@@ -253,20 +270,37 @@ def attribute_credit(
         .agg(pl.col("SplitPercentage").sum().alias("_total"))
         .filter((pl.col("_total") - 100).abs() > SPLIT_TOLERANCE_PCT)
     )
-    set_aside(
-        w.join(
-            unknown_type.select(pl.col("OpportunityId").alias("opportunity_id"), "SplitTypeId").unique("opportunity_id"),
-            on="opportunity_id",
-        ),
-        "OpportunitySplit",
-        "SplitTypeId",
-        pl.format("split type {} is not an OpportunitySplitType", pl.col("SplitTypeId")),
-    )
-    set_aside(
-        w.join(bad_total.rename({"OpportunityId": "opportunity_id"}), on="opportunity_id"),
-        "OpportunitySplit",
-        "SplitPercentage",
-        pl.format("revenue split percentages total {}%, not 100%", pl.col("_total").round(4)),
+    bad = quarantine.concat(
+        [
+            quarantine.rows(
+                w.join(
+                    unknown_type.select(
+                        pl.col("OpportunityId").alias("opportunity_id"), "SplitTypeId"
+                    ).unique("opportunity_id"),
+                    on="opportunity_id",
+                ),
+                object="OpportunitySplit",
+                id_col="opportunity_id",
+                field="SplitTypeId",
+                problem=pl.when(pl.col("SplitTypeId").is_null())
+                .then(pl.lit("a split row has no SplitTypeId"))
+                .otherwise(
+                    pl.format("split type {} is not an OpportunitySplitType", pl.col("SplitTypeId"))
+                ),
+                partition=PARTITION,
+            ),
+            quarantine.rows(
+                w.join(bad_total.rename({"OpportunityId": "opportunity_id"}), on="opportunity_id"),
+                object="OpportunitySplit",
+                id_col="opportunity_id",
+                field="SplitPercentage",
+                problem=pl.format(
+                    "revenue split percentages total {}%, not 100%", pl.col("_total").round(4)
+                ),
+                partition=PARTITION,
+            ),
+        ],
+        partition=PARTITION,
     )
     excluded = set(unknown_type["OpportunityId"].to_list()) | set(bad_total["OpportunityId"].to_list())
     w = w.filter(~pl.col("opportunity_id").is_in(list(excluded)))
@@ -291,47 +325,104 @@ def attribute_credit(
         on="opportunity_id",
     )
     # Two split rows of one kind for the same owner are one credit: an opportunity is never
-    # credited twice to one owner (CONTRACT.md, "Roll-ups").
+    # credited twice to one owner (docs/contract.md, Rules: "Roll-ups").
     credited = (
         pl.concat([owners, split_credit])
         .group_by("as_of_date", "opportunity_id", "rep_id", "credit_type", maintain_order=True)
         .agg(pl.col("split_percentage").sum(), pl.col("_field").first())
     )
+    return credited, w, bad
 
-    unknown_rep = credited.filter(~pl.col("rep_id").is_in(inputs.users["Id"].to_list()))
-    set_aside(
+
+def check_credited_users(
+    credited: pl.DataFrame, w: pl.DataFrame, users: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Unknown credited users (docs/contract.md, Rules: "Credit and splits"): every rep credited
+    with an opportunity must be a User, and an empty OwnerId or SplitOwnerId names nobody;
+    otherwise the whole opportunity (every credit of it, as of that date) is quarantined, so that
+    its split credits never count in part.
+
+    Returns (credited without the ``_field`` column, kept states, quarantine rows)."""
+    unknown_rep = credited.filter(
+        pl.col("rep_id").is_null() | ~pl.col("rep_id").is_in(users["Id"].to_list())
+    )
+    bad = quarantine.rows(
         unknown_rep.join(w.select("as_of_date", "opportunity_id"), on=["as_of_date", "opportunity_id"]),
-        "Opportunity",
-        "OwnerId",
-        pl.format("credited user {} ({}) is not a User", pl.col("rep_id"), pl.col("_field")),
+        object="Opportunity",
+        id_col="opportunity_id",
+        field="OwnerId",
+        problem=pl.when(pl.col("rep_id").is_null())
+        .then(pl.format("no credited user: {} is empty", pl.col("_field")))
+        .otherwise(
+            pl.format("credited user {} ({}) is not a User", pl.col("rep_id"), pl.col("_field"))
+        ),
+        partition=PARTITION,
     )
     bad_opps = unknown_rep.select("as_of_date", "opportunity_id").unique()
     credited = credited.join(bad_opps, on=["as_of_date", "opportunity_id"], how="anti").drop("_field")
     w = w.join(bad_opps, on=["as_of_date", "opportunity_id"], how="anti")
+    return credited, w, bad
 
-    # --- which quota types and families ---------------------------------------------------------
-    type_map = opportunity_type_map(inputs.quota_types)
+
+def quota_types_counted(w: pl.DataFrame, quota_types: list[str]) -> pl.DataFrame:
+    """Quota type (docs/contract.md, Rules: "Quota type"): (as_of_date, opportunity_id,
+    quota_type) for every quota type of the org that the opportunity's Type counts toward;
+    ``bookings`` (OpportunityRevenue) counts every Type, a null Type included."""
+    type_map = opportunity_type_map(quota_types)
     typed = w.join(type_map, on="Type", how="inner").select("as_of_date", "opportunity_id", "quota_type")
-    if EVERY_TYPE in inputs.quota_types:
+    if EVERY_TYPE in quota_types:
         typed = pl.concat(
             [typed, w.select("as_of_date", "opportunity_id", pl.lit(EVERY_TYPE).alias("quota_type"))]
         )
+    return typed
+
+
+def product_family_amounts(
+    w: pl.DataFrame, line_items: pl.DataFrame, products: pl.DataFrame, quota_families: list[str]
+) -> pl.DataFrame:
+    """Product families (docs/contract.md, Rules: "Product families"): (as_of_date,
+    opportunity_id, product_family, amount_local). Every opportunity has a whole-deal row (null
+    family, its Amount); for each family some quota names, an opportunity with line items of that
+    family (Product2.Family) also has a row with the sum of their TotalPrice."""
     whole = w.select(
         "as_of_date", "opportunity_id", pl.lit(None, pl.String).alias("product_family"), pl.col("Amount").alias("amount_local")
     )
     bases = [whole]
-    if inputs.quota_families and not inputs.line_items.is_empty():
+    if quota_families and not line_items.is_empty():
         family_totals = (
-            inputs.line_items.join(
-                inputs.products.select(pl.col("Id").alias("Product2Id"), "Family"), on="Product2Id", how="left"
+            line_items.join(
+                products.select(pl.col("Id").alias("Product2Id"), "Family"), on="Product2Id", how="left"
             )
-            .filter(pl.col("Family").is_in(inputs.quota_families))
+            .filter(pl.col("Family").is_in(quota_families))
             .group_by("OpportunityId", "Family")
             .agg(pl.col("TotalPrice").sum().alias("amount_local"))
             .rename({"OpportunityId": "opportunity_id", "Family": "product_family"})
         )
         bases.append(w.select("as_of_date", "opportunity_id").join(family_totals, on="opportunity_id"))
-    base = pl.concat(bases, how="vertical_relaxed")
+    return pl.concat(bases, how="vertical_relaxed")
+
+
+def attribute_credit(
+    states: pl.DataFrame, inputs: CreditInputs, *, rate_date: str, won: bool
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Who is credited how much of each opportunity state, per quota type and product family.
+
+    The crediting rules apply in order, each in its own function: :func:`check_amounts`,
+    :func:`convert_currency` (at the rate in force on ``rate_date``, a column of ``states``),
+    :func:`credited_reps`, :func:`check_credited_users`, :func:`quota_types_counted` and
+    :func:`product_family_amounts`. ``won`` says whether the states are won deals (an empty
+    amount is quarantined) or open ones (an empty amount counts as 0). Returns credit rows
+    (without periods) and quarantine rows, both keyed by ``as_of_date``.
+    """
+    w = states.rename({"Id": "opportunity_id"})
+    w, bad_amounts = check_amounts(w, won=won)
+    w, bad_rates = convert_currency(
+        w, inputs.rates, rate_date=rate_date, corporate_currency=inputs.rules.corporate_currency
+    )
+    credited, w, bad_splits = credited_reps(w, inputs.splits, inputs.split_types)
+    credited, w, bad_users = check_credited_users(credited, w, inputs.users)
+    typed = quota_types_counted(w, inputs.quota_types)
+    base = product_family_amounts(w, inputs.line_items, inputs.products, inputs.quota_families)
 
     keys = ["as_of_date", "opportunity_id"]
     rows = (
@@ -341,12 +432,8 @@ def attribute_credit(
         .with_columns((pl.col("amount_local") / pl.col(RATE_COL)).alias("amount_usd"))
         .with_columns((pl.col("amount_usd") * pl.col("split_percentage") / 100.0).alias("credit_usd"))
     )
-    bad = (
-        pl.concat(problems, how="vertical_relaxed").unique(maintain_order=True)
-        if problems
-        else pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    )
-    return rows, bad
+    bad = quarantine.concat([bad_amounts, bad_rates, bad_splits, bad_users], partition=PARTITION)
+    return rows, bad.unique(maintain_order=True)
 
 
 def credit_bookings(won: pl.DataFrame, inputs: CreditInputs) -> tuple[pl.DataFrame, pl.DataFrame]:

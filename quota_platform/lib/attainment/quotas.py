@@ -1,8 +1,11 @@
 """Quota snapshots: each rep's quota for each period, as captured in a snapshot month, in USD, with
-mid-period changes day-weighted and new hires ramped (CONTRACT.md section 2: Calendar, Currency,
-Mid-period quota change, Ramp).
+mid-period changes day-weighted and new hires ramped (docs/contract.md, Rules: "Calendar", "Quota
+type", "Currency", "Mid-period quota change", "Ramp").
 
-``build_quota_snapshots`` is the whole rule; the Dagster asset only wires inputs and outputs.
+:func:`build_quota_snapshots` applies the quota rules in order, one function each (quota type,
+owner, amount, period, duplicates, currency at the period start, day-weighted mid-period changes,
+ramp), and repeats the quarantine rows under each snapshot month; the Dagster asset only wires
+inputs and outputs.
 """
 
 from __future__ import annotations
@@ -40,13 +43,67 @@ SNAPSHOT_SCHEMA = {
 
 _PERIOD_TYPE_BY_SF_TYPE = {"Month": cal.MONTH, "Quarter": cal.QUARTER}
 
+PARTITION = "snapshot_month"  # the quarantine rows of quota snapshots are per snapshot month
+
+
+def quota_types_of(
+    quotas: pl.DataFrame, forecasting_types: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Quota type (docs/contract.md, Rules: "Quota type"): each quota's ``quota_type`` from its
+    ForecastingType's DeveloperName. A quota of a type the platform does not count, or of no
+    ForecastingType at all, is quarantined. Returns the quotas kept and the quarantine rows."""
+    q = quotas.join(quota_type_table(forecasting_types), on="ForecastingTypeId", how="left")
+    bad = quarantine.rows(
+        q.filter(pl.col("quota_type").is_null()),
+        object="ForecastingQuota",
+        id_col="Id",
+        field="ForecastingTypeId",
+        problem=pl.format(
+            "forecasting type {} ({}) is not one the platform counts "
+            "(NewBusiness, Expansion, Renewal, OpportunityRevenue)",
+            quarantine.shown(pl.col("ForecastingTypeId")),
+            pl.col("DeveloperName").fill_null("not a ForecastingType"),
+        ),
+    )
+    return q.filter(pl.col("quota_type").is_not_null()), bad
+
+
+def check_quota_owners(q: pl.DataFrame, users: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A quota's QuotaOwnerId must be a User; otherwise (an empty one included) the quota is
+    quarantined."""
+    known = pl.col("QuotaOwnerId").is_in(users["Id"].to_list()).fill_null(False)
+    bad = quarantine.rows(
+        q.filter(~known),
+        object="ForecastingQuota",
+        id_col="Id",
+        field="QuotaOwnerId",
+        problem=pl.format("quota owner {} is not a User", quarantine.shown(pl.col("QuotaOwnerId"))),
+    )
+    return q.filter(known), bad
+
+
+def check_quota_amounts(q: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A quota's QuotaAmount must be zero or more; an empty or negative one is quarantined."""
+    bad = quarantine.rows(
+        q.filter(pl.col("QuotaAmount").is_null() | (pl.col("QuotaAmount") < 0)),
+        object="ForecastingQuota",
+        id_col="Id",
+        field="QuotaAmount",
+        problem=pl.format(
+            "quota amount is {}; it must be zero or more",
+            pl.col("QuotaAmount").cast(pl.String).fill_null("empty"),
+        ),
+    )
+    return q.filter(pl.col("QuotaAmount").is_not_null() & (pl.col("QuotaAmount") >= 0)), bad
+
 
 def resolve_periods(
     quotas: pl.DataFrame, periods: pl.DataFrame, calendar: cal.FiscalCalendar
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Give each quota its period_type, period_start and period_end: its Period row by PeriodId, or
-    the quarter starting at its StartDate. A period that is not a fiscal month or quarter is
-    quarantined (credits are counted on fiscal periods, so it could never be compared)."""
+    """Quota period (docs/contract.md, Rules: "Calendar"): give each quota its period_type,
+    period_start and period_end: its Period row by PeriodId, or the quarter starting at its
+    StartDate. A period that is not a fiscal month or quarter is quarantined (credits are counted
+    on fiscal periods, so it could never be compared)."""
     period_table = periods.select(
         pl.col("Id").alias("PeriodId"),
         pl.col("Type").alias("_ptype"),
@@ -99,7 +156,7 @@ def resolve_periods(
                 problem=pl.format(
                     "Period {} has Type {}; only Month and Quarter periods are supported",
                     pl.col("PeriodId"),
-                    pl.col("_ptype"),
+                    quarantine.shown(pl.col("_ptype")),
                 ),
             ),
             quarantine.rows(
@@ -110,7 +167,7 @@ def resolve_periods(
                 problem=pl.format(
                     "period {} starting {} is not a fiscal {} (check QUOTA_PLATFORM_FISCAL_YEAR_START_MONTH)",
                     pl.col("PeriodId").fill_null("(none: quarter from StartDate)"),
-                    pl.col("period_start"),
+                    quarantine.shown(pl.col("period_start")),
                     pl.col("period_type"),
                 ),
             ),
@@ -121,44 +178,74 @@ def resolve_periods(
     return good, problems
 
 
-def day_weighted_amounts(
-    quotas: pl.DataFrame, history: pl.DataFrame, rates: pl.DataFrame, rules: Rules
+def check_duplicate_quotas(q: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One quota per (owner, quota type, period, product family): every quota of a grain that has
+    two or more is quarantined, since none of them can be told to be the right one."""
+    grain = ["QuotaOwnerId", "quota_type", "period_type", "period_start", "ProductFamily"]
+    dup = q.filter(pl.len().over(grain) > 1) if not q.is_empty() else q
+    bad = quarantine.rows(
+        dup,
+        object="ForecastingQuota",
+        id_col="Id",
+        field="Id",
+        problem=pl.format(
+            "two or more quotas for owner {} type {} {} starting {} family {}; fix the duplicate",
+            pl.col("QuotaOwnerId"),
+            pl.col("quota_type"),
+            pl.col("period_type"),
+            pl.col("period_start"),
+            pl.col("ProductFamily").fill_null("(all)"),
+        ),
+    )
+    return q.filter(~pl.col("Id").is_in(dup["Id"].to_list())), bad
+
+
+def convert_at_period_start(
+    quotas: pl.DataFrame, rates: pl.DataFrame, corporate_currency: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(Id, full_quota, conversion_rate, quota_amount_local) per quota: the USD amount, converted
-    at the period start; with ForecastingQuotaHistory rows for the quota, the day-weighted average
-    over the period's days of the amount in force each day (days before the first row take the
-    first row's amount). Quotas whose currency has no rate at the period start are quarantined."""
-    corp = rules.corporate_currency
+    """Currency (docs/contract.md, Rules: "Currency"): (Id, quota_amount_local, conversion_rate,
+    full_quota) per quota, its QuotaAmount converted at the rate in force on its period start.
+    Quotas whose currency has no rate that day are quarantined."""
     base = attach_rates(
         quotas.select("Id", "CurrencyIsoCode", "QuotaAmount", "period_start"),
         rates,
         date_col="period_start",
         currency_col="CurrencyIsoCode",
-        corporate_currency=corp,
+        corporate_currency=corporate_currency,
     )
-    known = rates["IsoCode"].str.to_uppercase().unique().to_list() + [corp]
-    no_rate = base.filter(pl.col(RATE_COL).is_null())
-    problems = [
-        quarantine.rows(
-            no_rate,
-            object="ForecastingQuota",
-            id_col="Id",
-            field="CurrencyIsoCode",
-            problem=missing_rate_problem("CurrencyIsoCode", "period_start", known),
-        )
-    ]
-    base = base.filter(pl.col(RATE_COL).is_not_null()).with_columns(
-        (pl.col("QuotaAmount") / pl.col(RATE_COL)).alias("full_quota")
+    known = rates["IsoCode"].str.to_uppercase().unique().to_list() + [corporate_currency]
+    bad = quarantine.rows(
+        base.filter(pl.col(RATE_COL).is_null()),
+        object="ForecastingQuota",
+        id_col="Id",
+        field="CurrencyIsoCode",
+        problem=missing_rate_problem("CurrencyIsoCode", "period_start", known),
     )
-    out = base.select(
+    amounts = base.filter(pl.col(RATE_COL).is_not_null()).select(
         "Id",
         pl.col("QuotaAmount").alias("quota_amount_local"),
         RATE_COL,
-        "full_quota",
+        (pl.col("QuotaAmount") / pl.col(RATE_COL)).alias("full_quota"),
     )
-    if history.is_empty():
-        return out, quarantine.concat(problems)
+    return amounts, bad
 
+
+def day_weighted_amounts(
+    amounts: pl.DataFrame,
+    quotas: pl.DataFrame,
+    history: pl.DataFrame,
+    rates: pl.DataFrame,
+    corporate_currency: str,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Mid-period quota change (docs/contract.md, Rules: "Mid-period quota change"): with
+    ForecastingQuotaHistory rows for a quota, its ``full_quota`` in ``amounts`` (from
+    :func:`convert_at_period_start`) becomes the day-weighted average over the period's days of
+    the USD amount in force each day (each history row converted at the period start; days before
+    the first row take the first row's amount; of two rows with one EffectiveDate the later one in
+    the extract wins). A quota with a history row whose currency has no rate is quarantined whole.
+    Without history rows ``amounts`` is returned as it is."""
+    if history.is_empty():
+        return amounts, quarantine.empty()
     keys = ["QuotaOwnerId", "ForecastingTypeId", "StartDate", "ProductFamily"]
     h = history.with_row_index("_order").join(
         quotas.select(keys + ["Id", "period_start", "period_end"]),
@@ -167,22 +254,24 @@ def day_weighted_amounts(
         nulls_equal=True,
     )
     h = attach_rates(
-        h, rates, date_col="period_start", currency_col="CurrencyIsoCode", corporate_currency=corp
+        h,
+        rates,
+        date_col="period_start",
+        currency_col="CurrencyIsoCode",
+        corporate_currency=corporate_currency,
     )
+    known = rates["IsoCode"].str.to_uppercase().unique().to_list() + [corporate_currency]
     h_no_rate = h.filter(pl.col(RATE_COL).is_null())
-    problems.append(
-        quarantine.rows(
-            h_no_rate,
-            object="ForecastingQuotaHistory",
-            id_col="Id",
-            field="CurrencyIsoCode",
-            problem=missing_rate_problem("CurrencyIsoCode", "period_start", known),
-        )
+    bad = quarantine.rows(
+        h_no_rate,
+        object="ForecastingQuotaHistory",
+        id_col="Id",
+        field="CurrencyIsoCode",
+        problem=missing_rate_problem("CurrencyIsoCode", "period_start", known),
     )
     # A quota whose history cannot be converted has no trustworthy amount: quarantined whole.
     h = h.filter(~pl.col("Id").is_in(h_no_rate["Id"].to_list()))
-    out = out.filter(~pl.col("Id").is_in(h_no_rate["Id"].to_list()))
-    # Same EffectiveDate twice: the later row in the extract wins.
+    amounts = amounts.filter(~pl.col("Id").is_in(h_no_rate["Id"].to_list()))
     h = (
         h.sort("Id", "EffectiveDate", "_order")
         .unique(subset=["Id", "EffectiveDate"], keep="last")
@@ -204,131 +293,43 @@ def day_weighted_amounts(
     weighted = h.with_columns(days.alias("_days")).group_by("Id").agg(
         ((pl.col("_usd") * pl.col("_days")).sum() / pl.col("_days").sum()).alias("_weighted")
     )
-    out = (
-        out.join(weighted, on="Id", how="left")
+    amounts = (
+        amounts.join(weighted, on="Id", how="left")
         .with_columns(pl.coalesce("_weighted", "full_quota").alias("full_quota"))
         .drop("_weighted")
     )
-    return out, quarantine.concat(problems)
+    return amounts, bad
 
 
-def build_quota_snapshots(
-    snapshot_months: list[date],
-    *,
-    users: pl.DataFrame,
-    forecasting_types: pl.DataFrame,
-    quotas: pl.DataFrame,
-    periods: pl.DataFrame,
-    quota_history: pl.DataFrame,
-    rates: pl.DataFrame,
-    rules: Rules,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The snapshot rows for each month in ``snapshot_months``: every quota whose period overlaps
-    the month, and the quarantine rows (with ``snapshot_month``) for quotas that break a rule."""
-    problems: list[pl.DataFrame] = []
-    q = quotas.join(quota_type_table(forecasting_types), on="ForecastingTypeId", how="left")
-
-    unsupported = q.filter(pl.col("quota_type").is_null())
-    problems.append(
-        quarantine.rows(
-            unsupported,
-            object="ForecastingQuota",
-            id_col="Id",
-            field="ForecastingTypeId",
-            problem=pl.format(
-                "forecasting type {} ({}) is not one the platform counts "
-                "(NewBusiness, Expansion, Renewal, OpportunityRevenue)",
-                pl.col("ForecastingTypeId"),
-                pl.col("DeveloperName").fill_null("not a ForecastingType"),
-            ),
-        )
-    )
-    q = q.filter(pl.col("quota_type").is_not_null())
-
-    user_ids = users["Id"].to_list()
-    unknown = q.filter(~pl.col("QuotaOwnerId").is_in(user_ids))
-    problems.append(
-        quarantine.rows(
-            unknown,
-            object="ForecastingQuota",
-            id_col="Id",
-            field="QuotaOwnerId",
-            problem=pl.format("quota owner {} is not a User", pl.col("QuotaOwnerId")),
-        )
-    )
-    q = q.filter(pl.col("QuotaOwnerId").is_in(user_ids))
-
-    bad_amount = q.filter(pl.col("QuotaAmount").is_null() | (pl.col("QuotaAmount") < 0))
-    problems.append(
-        quarantine.rows(
-            bad_amount,
-            object="ForecastingQuota",
-            id_col="Id",
-            field="QuotaAmount",
-            problem=pl.format(
-                "quota amount is {}; it must be zero or more",
-                pl.col("QuotaAmount").cast(pl.String).fill_null("empty"),
-            ),
-        )
-    )
-    q = q.filter(pl.col("QuotaAmount").is_not_null() & (pl.col("QuotaAmount") >= 0))
-
-    q, period_problems = resolve_periods(q, periods, rules.calendar)
-    problems.append(period_problems)
-
-    grain = ["QuotaOwnerId", "quota_type", "period_type", "period_start", "ProductFamily"]
-    dup = q.filter(pl.len().over(grain) > 1) if not q.is_empty() else q
-    problems.append(
-        quarantine.rows(
-            dup,
-            object="ForecastingQuota",
-            id_col="Id",
-            field="Id",
-            problem=pl.format(
-                "two or more quotas for owner {} type {} {} starting {} family {}; fix the duplicate",
-                pl.col("QuotaOwnerId"),
-                pl.col("quota_type"),
-                pl.col("period_type"),
-                pl.col("period_start"),
-                pl.col("ProductFamily").fill_null("(all)"),
-            ),
-        )
-    )
-    q = q.filter(~pl.col("Id").is_in(dup["Id"].to_list()))
-
-    amounts, amount_problems = day_weighted_amounts(q, quota_history, rates, rules)
-    problems.append(amount_problems)
-    q = q.join(amounts, on="Id", how="inner")
-
-    q = q.join(
-        users.select(
-            pl.col("Id").alias("QuotaOwnerId"),
-            pl.col("Name").alias("rep_name"),
-            pl.col("ManagerId").alias("manager_id"),
-            pl.col("Hire_Date__c").alias("hire_date"),
-        ),
-        on="QuotaOwnerId",
-        how="left",
-    )
+def ramp_factors(q: pl.DataFrame, ramp: tuple[float, ...]) -> pl.DataFrame:
+    """Ramp (docs/contract.md, Rules: "Ramp"): ``ramp_factor`` for each quota from its period and
+    its owner's ``hire_date`` (:func:`quota_platform.lib.core.calendar.ramp_factor`), or 1 when
+    Ramp_Adjusted__c says the amount was already reduced."""
     keys = ["period_type", "period_start", "hire_date"]
     factors = pl.DataFrame(
         [
-            (*key, cal.ramp_factor(key[0], key[1], key[2], rules.ramp))
+            (*key, cal.ramp_factor(key[0], key[1], key[2], ramp))
             for key in q.select(keys).unique().iter_rows()
         ],
         schema={"period_type": pl.String, "period_start": pl.Date, "hire_date": pl.Date, "_ramp": pl.Float64},
         orient="row",
     )
-    q = q.join(factors, on=keys, how="left", nulls_equal=True).with_columns(
+    return q.join(factors, on=keys, how="left", nulls_equal=True).with_columns(
         pl.when(pl.col("Ramp_Adjusted__c").fill_null(False))
         .then(pl.lit(1.0))
         .otherwise(pl.col("_ramp"))
         .alias("ramp_factor")
     )
 
+
+def snapshot_rows(
+    q: pl.DataFrame, snapshot_months: list[date], corporate_currency: str
+) -> pl.DataFrame:
+    """The snapshot rows: for each snapshot month, every quota whose period overlaps the month,
+    with effective_quota = full_quota x ramp_factor."""
     months = pl.DataFrame({"snapshot_month": snapshot_months}, schema={"snapshot_month": pl.Date})
     months = months.with_columns(pl.col("snapshot_month").dt.month_end().alias("_month_end"))
-    snap = (
+    return (
         q.join(months, how="cross")
         .filter(
             (pl.col("period_start") <= pl.col("_month_end"))
@@ -345,7 +346,7 @@ def build_quota_snapshots(
             "quota_type",
             pl.col("ProductFamily").alias("product_family"),
             pl.col("Id").alias("quota_id"),
-            pl.col("CurrencyIsoCode").fill_null(rules.corporate_currency).str.to_uppercase().alias("currency_iso_code"),
+            pl.col("CurrencyIsoCode").fill_null(corporate_currency).str.to_uppercase().alias("currency_iso_code"),
             "quota_amount_local",
             "conversion_rate",
             "full_quota",
@@ -357,8 +358,48 @@ def build_quota_snapshots(
         .cast(SNAPSHOT_SCHEMA)
         .sort("snapshot_month", "rep_id", "period_type", "period_start", "quota_type", "product_family", nulls_last=True)
     )
-    bad = quarantine.concat(problems)
-    bad_by_month = months.select("snapshot_month").join(bad, how="cross").select(
-        "snapshot_month", *quarantine.COLUMNS
+
+
+def build_quota_snapshots(
+    snapshot_months: list[date],
+    *,
+    users: pl.DataFrame,
+    forecasting_types: pl.DataFrame,
+    quotas: pl.DataFrame,
+    periods: pl.DataFrame,
+    quota_history: pl.DataFrame,
+    rates: pl.DataFrame,
+    rules: Rules,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The snapshot rows for each month in ``snapshot_months``: every quota whose period overlaps
+    the month, and the quarantine rows (with ``snapshot_month``) for quotas that break a rule.
+
+    The rules apply in order, each in its own function: :func:`quota_types_of`,
+    :func:`check_quota_owners`, :func:`check_quota_amounts`, :func:`resolve_periods`,
+    :func:`check_duplicate_quotas`, :func:`convert_at_period_start`, :func:`day_weighted_amounts`,
+    :func:`ramp_factors`, then :func:`snapshot_rows`. A quota quarantined by one rule is left out
+    of the later ones and of every snapshot month."""
+    corp = rules.corporate_currency
+    q, bad_types = quota_types_of(quotas, forecasting_types)
+    q, bad_owners = check_quota_owners(q, users)
+    q, bad_amounts = check_quota_amounts(q)
+    q, bad_periods = resolve_periods(q, periods, rules.calendar)
+    q, bad_duplicates = check_duplicate_quotas(q)
+    amounts, bad_rates = convert_at_period_start(q, rates, corp)
+    amounts, bad_history = day_weighted_amounts(amounts, q, quota_history, rates, corp)
+    q = q.join(amounts, on="Id", how="inner").join(
+        users.select(
+            pl.col("Id").alias("QuotaOwnerId"),
+            pl.col("Name").alias("rep_name"),
+            pl.col("ManagerId").alias("manager_id"),
+            pl.col("Hire_Date__c").alias("hire_date"),
+        ),
+        on="QuotaOwnerId",
+        how="left",
     )
-    return snap, bad_by_month
+    q = ramp_factors(q, rules.ramp)
+    snap = snapshot_rows(q, snapshot_months, corp)
+    bad = quarantine.concat(
+        [bad_types, bad_owners, bad_amounts, bad_periods, bad_duplicates, bad_rates, bad_history]
+    )
+    return snap, quarantine.in_each_partition(bad, PARTITION, snapshot_months)

@@ -1,5 +1,5 @@
 """The fiscal calendar: months and quarters, the periods a date falls in, time elapsed, and the ramp
-schedule of new hires (CONTRACT.md section 2, "Calendar" and "Ramp").
+schedule of new hires (docs/contract.md, Rules: "Calendar" and "Ramp").
 
 Plain functions on ``datetime.date`` plus polars expressions for the same rules on whole columns.
 """

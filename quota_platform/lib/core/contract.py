@@ -1,5 +1,6 @@
-"""The input half of the data contract (CONTRACT.md section 1): which Salesforce objects are read,
-which of their fields, and the type each field is conformed to.
+"""The input half of the data contract (docs/contract.md, Inputs: "Objects and fields" and
+"Typing"): which Salesforce objects are read, which of their fields, and the type each field is
+conformed to.
 
 Both sources (files and Salesforce) hand their raw columns to :func:`conform`, so every asset
 downstream sees the same frame whatever the source: Salesforce API field names as column names,

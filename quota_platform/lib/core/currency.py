@@ -1,4 +1,4 @@
-"""Currency conversion at dated rates (CONTRACT.md section 2, "Currency").
+"""Currency conversion at dated rates (docs/contract.md, Rules: "Currency").
 
 A rate row says: from StartDate (inclusive) to NextStartDate (exclusive), one unit of the corporate
 currency is worth ConversionRate units of IsoCode, so ``usd = amount / ConversionRate``. The
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from quota_platform.lib.core import quarantine
 from quota_platform.lib.core.contract import ContractError
 
 RATE_COL = "conversion_rate"
@@ -56,15 +57,22 @@ def attach_rates(
 
 
 def missing_rate_problem(currency_col: str, date_col: str, known: list[str]) -> pl.Expr:
-    """The quarantine message for a row without a rate: an unknown currency, or no rate that date."""
+    """The quarantine message for a row without a rate: an unknown currency, or no rate that date
+    (or no date to look the rate up on)."""
     return (
         pl.when(pl.col(currency_col).is_in(known))
         .then(
             pl.format(
-                "no DatedConversionRate for {} in force on {}", pl.col(currency_col), pl.col(date_col)
+                "no DatedConversionRate for {} in force on {}",
+                pl.col(currency_col),
+                quarantine.shown(pl.col(date_col), f"(empty {date_col})"),
             )
         )
-        .otherwise(pl.format("unknown currency {}: no DatedConversionRate rows", pl.col(currency_col)))
+        .otherwise(
+            pl.format(
+                "unknown currency {}: no DatedConversionRate rows", quarantine.shown(pl.col(currency_col))
+            )
+        )
     )
 
 

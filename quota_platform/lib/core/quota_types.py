@@ -1,5 +1,5 @@
-"""Quota types (CONTRACT.md section 2, "Quota type"): which ForecastingType a quota belongs to, and
-which opportunity Types count toward it."""
+"""Quota types (docs/contract.md, Rules: "Quota type"): which ForecastingType a quota belongs to,
+and which opportunity Types count toward it."""
 
 from __future__ import annotations
 
