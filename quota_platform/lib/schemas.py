@@ -6,10 +6,11 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA, COMPANY, MANAGER, REP
+from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA
 from quota_platform.lib.attainment.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
 from quota_platform.lib.attainment.pipeline import PIPELINE_SCHEMA
 from quota_platform.lib.attainment.quotas import SNAPSHOT_SCHEMA
+from quota_platform.lib.attainment.rollup import COMPANY, MANAGER, REP
 from quota_platform.lib.backtest.scoring import ACCURACY_SCHEMA
 from quota_platform.lib.core import quarantine
 from quota_platform.lib.core.calendar import PERIOD_TYPES

@@ -9,9 +9,9 @@ from quota_platform.defs.validation import frame_check, schema_check
 from quota_platform.lib import schemas
 from quota_platform.lib.attainment.attainment import (
     build_attainment,
-    rollup_mismatches,
     unmatched_credits,
 )
+from quota_platform.lib.attainment.rollup import rollup_mismatches
 from quota_platform.resources import RulesResource
 
 GROUP = "attainment"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from quota_platform.lib.attainment.attainment import COMPANY_ID, REP
+from quota_platform.lib.attainment.rollup import REP, roll_up
 
 KEYS = ["period_type", "period_start", "period_end", "quota_type", "product_family"]
 
@@ -74,22 +74,12 @@ def baseline_forecasts(
         (pl.col("closed_won") + pl.col("_b2").fill_null(0.0)).alias("B2"),
     )
     # Managers and the company: the sums of their reps' baselines (all three are linear).
-    ancestors = hierarchy.filter(pl.col("distance") >= 1).select(
-        "snapshot_month", pl.col("user_id").alias("entity_id"), "ancestor_id"
-    )
     rep_b = rep_b.with_columns(pl.col("as_of_date").dt.truncate("1mo").alias("snapshot_month"))
-    pieces = [rep_b.select("as_of_date", pl.lit(REP).alias("level"), "entity_id", *KEYS, "B1", "B2")]
-    pieces.append(
-        rep_b.join(ancestors, on=["snapshot_month", "entity_id"])
-        .group_by("as_of_date", pl.col("ancestor_id").alias("entity_id"), *KEYS)
-        .agg(pl.col("B1").sum(), pl.col("B2").sum())
-        .select("as_of_date", pl.lit("manager").alias("level"), "entity_id", *KEYS, "B1", "B2")
-    )
-    pieces.append(
-        rep_b.group_by("as_of_date", *KEYS)
-        .agg(pl.col("B1").sum(), pl.col("B2").sum())
-        .select("as_of_date", pl.lit("company").alias("level"), pl.lit(COMPANY_ID).alias("entity_id"), *KEYS, "B1", "B2")
-    )
+    parents = roll_up(rep_b.rename({"entity_id": "rep_id"}), hierarchy, ["as_of_date", *KEYS], ["B1", "B2"])
+    pieces = [
+        rep_b.select("as_of_date", pl.lit(REP).alias("level"), "entity_id", *KEYS, "B1", "B2"),
+        parents.select("as_of_date", "level", "entity_id", *KEYS, "B1", "B2"),
+    ]
     linear = ((pl.col("as_of_date") - pl.col("period_start")).dt.total_days() + 1) / (
         (pl.col("period_end") - pl.col("period_start")).dt.total_days() + 1
     )

@@ -25,13 +25,9 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from quota_platform.lib.attainment.attainment import (
-    ATTAINMENT_SCHEMA,
-    COMPANY,
-    COMPANY_ID,
-    REP,
-)
+from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA
 from quota_platform.lib.attainment.crediting import REVENUE
+from quota_platform.lib.attainment.rollup import REP, rollup_links
 from quota_platform.lib.core.quota_types import deal_class
 from quota_platform.lib.forecast import simulation
 from quota_platform.lib.forecast.newdeals import NewDealModel, draw_new_bookings
@@ -221,20 +217,20 @@ def project(
     # --- roll-ups from the same draws ---------------------------------------------------------------
     keys = _row_keys()
     month = as_of.replace(day=1)
-    ancestors = hierarchy.filter((pl.col("snapshot_month") == month) & (pl.col("distance") >= 1)).select(
-        pl.col("user_id").alias("entity_id"), "ancestor_id"
+    links = rollup_links(hierarchy.filter(pl.col("snapshot_month") == month)).select(
+        pl.col("rep_id").alias("entity_id"), pl.col("level").alias("_level"), pl.col("entity_id").alias("_entity")
     )
-    parents = day.filter(pl.col("level") != REP).with_columns(
-        pl.when(pl.col("level") == COMPANY).then(pl.lit(COMPANY_ID)).otherwise(pl.col("entity_id")).alias("_match")
-    ).sort("level", "entity_id", *keys, nulls_last=True).with_row_index("_p")
-    links = pl.concat(
-        [
-            rep_out.select("_r", "entity_id", *keys).join(ancestors, on="entity_id").select(
-                "_r", pl.col("ancestor_id").alias("_match"), *keys
-            ),
-            rep_out.select("_r", pl.lit(COMPANY_ID).alias("_match"), *keys),
-        ]
-    ).join(parents.select("_p", "_match", *keys), on=["_match", *keys], how="inner", nulls_equal=True)
+    parents = day.filter(pl.col("level") != REP).sort("level", "entity_id", *keys, nulls_last=True).with_row_index("_p")
+    links = (
+        rep_out.select("_r", "entity_id", *keys)
+        .join(links, on="entity_id")
+        .join(
+            parents.select("_p", pl.col("level").alias("_level"), pl.col("entity_id").alias("_entity"), *keys),
+            on=["_level", "_entity", *keys],
+            how="inner",
+            nulls_equal=True,
+        )
+    )
     membership = sp.csr_matrix(
         (np.ones(links.height), (links["_r"].to_numpy(), links["_p"].to_numpy())),
         shape=(rep_out.height, parents.height),
@@ -268,7 +264,7 @@ def project(
                 pl.Series("projected_quantiles", quantiles.tolist(), dtype=pl.List(pl.Float64)),
             )
         )
-    out = pl.concat([f.drop("_r", "_p", "_match", strict=False) for f in frames], how="diagonal_relaxed")
+    out = pl.concat([f.drop("_r", "_p", strict=False) for f in frames], how="diagonal_relaxed")
     return (
         out.with_columns(
             pl.col("projected_pct_p50").map_batches(
