@@ -27,6 +27,7 @@ import polars as pl
 import pytest
 
 from quota_platform.lib.forecast import winrates as wr
+from quota_platform.lib.forecast.model_fit import MAX_RHAT  # the caller's blocking check
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,6 @@ MAX_ABS_ERROR_WELL_OBSERVED = 0.15  # ... and every one within this
 MIN_COVERAGE_80 = 0.70  # share of all cells whose 80% interval holds the truth
 NEW_REP_MEAN_TOLERANCE = 0.05  # a rep without data vs its team's true rate for a new rep, mean
 NEW_REP_MAX_TOLERANCE = 0.12  # ... and in every stage and bucket
-MAX_RHAT = 1.01  # the caller's blocking check
 MIN_ESS = 200.0
 
 SILENT_REP = "R000_07"  # team T000, in the roster, no cells

@@ -147,8 +147,9 @@ def configure_compile_cache(path: Path) -> None:
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Sampler settings. The defaults give max R-hat <= 1.01 and no divergences on data shaped
-    like the platform's (tried: 24 to 500 reps, up to 3,300 parameters, 1 to 8 periods, scales
+    """Sampler settings. The defaults keep max R-hat within the limit of the caller's blocking
+    check (lib/forecast/model_fit.py MAX_RHAT) and give no divergences on data shaped like the
+    platform's (tried: 24 to 500 reps, up to 3,300 parameters, 1 to 8 periods, scales
     from 0.05 to 0.6, reps without teams, a stage-bucket won every time): max R-hat 1.004-1.007.
 
     Why 2 x 2,000 draws: the caller's check takes the maximum R-hat over thousands of
