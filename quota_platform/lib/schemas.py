@@ -18,6 +18,7 @@ from quota_platform.lib.core.contract import OBJECTS
 from quota_platform.lib.core.quota_types import DEAL_CLASSES, QUOTA_TYPE_BY_DEVELOPER_NAME
 from quota_platform.lib.forecast.model_fit import POSTERIOR_SCHEMA
 from quota_platform.lib.forecast.projection import PROJECTION_SCHEMA
+from quota_platform.lib.forecast.training import BUCKETS
 
 QUOTA_TYPES = list(QUOTA_TYPE_BY_DEVELOPER_NAME.values())
 PACE_STATUSES = ["ahead", "on_pace", "behind", "no_quota"]
@@ -179,7 +180,7 @@ WIN_RATE_POSTERIORS = pa.DataFrameSchema(
             "stage": _required(pl.String()),
             "deal_class": _required(pl.String(), pa.Check.isin(list(DEAL_CLASSES))),
             "deal_size": _required(pl.String(), pa.Check.isin(["standard", "large"])),
-            "close_date_bucket": _required(pl.String(), pa.Check.isin(["in_period", "overdue", "later"])),
+            "close_date_bucket": _required(pl.String(), pa.Check.isin(list(BUCKETS))),
             "win_rate_mean": _required(pl.Float64(), pa.Check.in_range(0, 1)),
             "win_rate_p10": _required(pl.Float64(), pa.Check.in_range(0, 1)),
             "win_rate_p90": _required(pl.Float64(), pa.Check.in_range(0, 1)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from quota_platform.lib.attainment.rollup import REP, roll_up
+from quota_platform.lib.forecast.training import BUCKET_IN_PERIOD, BUCKET_OVERDUE
 
 KEYS = ["period_type", "period_start", "period_end", "quota_type", "product_family"]
 
@@ -20,7 +21,7 @@ def team_rates(model) -> pl.DataFrame:
     won within it, per team and for the company (team_id null), from the model's training data."""
     frames = []
     for period_type, posterior in model.win_rates.items():
-        due = posterior.observed.filter(pl.col("close_date_bucket").is_in(["in_period", "overdue"]))
+        due = posterior.observed.filter(pl.col("close_date_bucket").is_in([BUCKET_IN_PERIOD, BUCKET_OVERDUE]))
         by_team = due.group_by("team_id").agg((pl.col("wins").sum() / pl.col("trials").sum()).alias("rate"))
         company = due.select(pl.lit(None, pl.String).alias("team_id"), (pl.col("wins").sum() / pl.col("trials").sum()).alias("rate"))
         frames.append(pl.concat([by_team.filter(pl.col("team_id").is_not_null()), company]).with_columns(pl.lit(period_type).alias("period_type")))

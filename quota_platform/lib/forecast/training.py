@@ -36,7 +36,10 @@ from quota_platform.lib.core.currency import RATE_COL, attach_rates
 from quota_platform.lib.core.quota_types import deal_class
 
 CHECKPOINTS = (0.1, 0.3, 0.5, 0.7, 0.9)
+# Where an open deal's close date sits against the as-of date and the period end
+# (close_date_bucket), in the order of the win-rate model's bucket axis.
 BUCKET_IN_PERIOD, BUCKET_OVERDUE, BUCKET_LATER = "in_period", "overdue", "later"
+BUCKETS = (BUCKET_IN_PERIOD, BUCKET_OVERDUE, BUCKET_LATER)
 
 # Deal size. Large deals close less often and later than the rest of their class (more people
 # sign, more can go wrong), and they carry a large share of the money: one rate for all sizes

@@ -83,14 +83,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from quota_platform.lib.forecast.training import (
-    BUCKET_IN_PERIOD,
-    BUCKET_LATER,
-    BUCKET_OVERDUE,
-    CHECKPOINTS,
-)
-
-BUCKETS = (BUCKET_IN_PERIOD, BUCKET_OVERDUE, BUCKET_LATER)
+from quota_platform.lib.forecast.training import BUCKETS, CHECKPOINTS
 
 CELL_COLUMNS = ("rep_id", "team_id", "stage", "close_date_bucket", "elapsed", "period_id", "trials", "wins")
 # optional cells column: the deal's class (new business, expansion, renewal, ...); absent, every
