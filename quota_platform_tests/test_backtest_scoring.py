@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from quota_platform.lib.backtest.scoring import pit_tail_shares, score
+from quota_platform.lib.core.rules import Rules
 from quota_platform.lib.forecast.projection import QUANTILE_GRID
 
 LEVELS = np.array(QUANTILE_GRID)  # 0.05, 0.10, ..., 0.95
@@ -27,8 +28,8 @@ def test_pit_tails_by_hand():
     assert above.tolist() == pytest.approx([0.0, 1.0, 0.0])
 
 
-def test_score_by_hand():
-    rows = pl.DataFrame(
+def _rows():
+    return pl.DataFrame(
         {
             "period_type": ["quarter"] * 2,
             "period_start": [date(2026, 1, 1)] * 2,
@@ -48,7 +49,10 @@ def test_score_by_hand():
             "B3": [100.0, 195.0],
         }
     )
-    got = {r["method"]: r for r in score(rows).iter_rows(named=True)}
+
+
+def test_score_by_hand():
+    got = {r["method"]: r for r in score(_rows()).iter_rows(named=True)}
     model = got["model"]
     # P50s 130 and 100 against 100 and 195: |30| + |-95| = 125 over 295
     assert model["wape"] == pytest.approx(125 / 295)
@@ -61,3 +65,16 @@ def test_score_by_hand():
     assert model["pit_coverage_p10_p90"] == pytest.approx(0.375)
     # baselines are points: no interval figures, and exact here
     assert got["B1"]["wape"] == 0.0 and got["B1"]["pit_below_p10"] is None and got["B1"]["coverage_p10_p90"] is None
+
+
+def test_brier_follows_the_at_risk_setting():
+    # at risk: actual below at_risk_pct of the quota (200). At 80% (the line at 160) row A (100)
+    # ended at risk and row B (195) did not: the model's (0.9 - 1)^2 and (0.1 - 0)^2 average 0.01;
+    # B1's points (100, 195) say 1 and 0, exact. At 40% (the line at 80) neither ended at risk:
+    # the model's 0.81 and 0.01 average 0.41, and B1 says 0 for both.
+    default = {r["method"]: r for r in score(_rows()).iter_rows(named=True)}
+    assert (default["model"]["brier"], default["model"]["base_rate"]) == pytest.approx((0.01, 0.5))
+    assert default["B1"]["brier"] == 0.0
+    low = {r["method"]: r for r in score(_rows(), Rules(at_risk_pct=40.0)).iter_rows(named=True)}
+    assert (low["model"]["brier"], low["model"]["base_rate"]) == pytest.approx((0.41, 0.0))
+    assert low["B1"]["brier"] == 0.0 and low["model"]["brier_skill"] is None

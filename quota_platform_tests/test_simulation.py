@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.polynomial.hermite_e import hermegauss
 
+from quota_platform.lib.core.rules import Rules
 from quota_platform.lib.forecast import simulation
 from quota_platform.lib.forecast.simulation import (
     crps_from_draws,
@@ -25,6 +26,7 @@ from quota_platform.lib.forecast.simulation import (
 )
 
 Z = 4.0  # standard errors allowed in the Monte Carlo checks
+TIERS = Rules().status_tiers  # the contract's: Crushing >= 120, On Track >= 100, Watch >= 80, At Risk >= 60
 
 
 def logit(p):
@@ -334,7 +336,7 @@ def test_summarize_by_hand():
     assert set(out) == set(expected)
     for key, values in expected.items():
         np.testing.assert_allclose(out[key], values, rtol=1e-12, atol=1e-12, err_msg=key)
-    assert list(status_tier(out["projected_pct_p50"])) == ["On Track", None, "Critical"]
+    assert list(status_tier(out["projected_pct_p50"], TIERS)) == ["On Track", None, "Critical"]
 
 
 def test_summarize_rejects_totals_without_closed_won():
@@ -350,10 +352,21 @@ def test_summarize_rejects_totals_without_closed_won():
 
 def test_status_tier_boundaries():
     pct = np.array([150, 120, 119.999, 100, 99.5, 80, 79.9, 60, 59.99, 0, -10, np.nan])
-    assert list(status_tier(pct)) == [
+    assert list(status_tier(pct, TIERS)) == [
         "Crushing", "Crushing", "On Track", "On Track", "Watch", "Watch",
         "At Risk", "At Risk", "Critical", "Critical", "Critical", None,
     ]
+
+
+def test_status_tier_bounds_are_settings():
+    # the bounds come from the caller (Rules.status_tiers): a stricter "On Track" moves 100 to Watch
+    tiers = ((130.0, "Crushing"), (110.0, "On Track"), (80.0, "Watch"), (60.0, "At Risk"), (float("-inf"), "Critical"))
+    assert list(status_tier(np.array([125.0, 110.0, 100.0, 59.0]), tiers)) == ["On Track", "On Track", "Watch", "Critical"]
+    # every percentage needs a tier: the last bound must be -inf, and bounds must fall
+    with pytest.raises(ValueError, match="-inf"):
+        status_tier(np.array([50.0]), ((100.0, "On Track"), (60.0, "At Risk")))
+    with pytest.raises(ValueError, match="decreasing"):
+        status_tier(np.array([50.0]), ((80.0, "Watch"), (100.0, "On Track"), (float("-inf"), "Critical")))
 
 
 # --------------------------------------------------------------------------------------------------

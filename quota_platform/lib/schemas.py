@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA
+from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA, PACE_STATUSES
 from quota_platform.lib.attainment.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
 from quota_platform.lib.attainment.pipeline import PIPELINE_SCHEMA
 from quota_platform.lib.attainment.quotas import SNAPSHOT_SCHEMA
@@ -16,12 +16,14 @@ from quota_platform.lib.core import quarantine
 from quota_platform.lib.core.calendar import PERIOD_TYPES
 from quota_platform.lib.core.contract import OBJECTS
 from quota_platform.lib.core.quota_types import DEAL_CLASSES, QUOTA_TYPE_BY_DEVELOPER_NAME
+from quota_platform.lib.core.rules import Rules
 from quota_platform.lib.forecast.model_fit import POSTERIOR_SCHEMA
 from quota_platform.lib.forecast.projection import PROJECTION_SCHEMA
 from quota_platform.lib.forecast.training import BUCKETS
 
 QUOTA_TYPES = list(QUOTA_TYPE_BY_DEVELOPER_NAME.values())
-PACE_STATUSES = ["ahead", "on_pace", "behind", "no_quota"]
+# the contract's tier names, whatever bounds the settings give them
+STATUSES = [name for _, name in Rules().status_tiers]
 
 
 def raw_object_schema(object_name: str) -> pa.DataFrameSchema:
@@ -128,7 +130,7 @@ ATTAINMENT = pa.DataFrameSchema(
             "quota": _required(pl.Float64(), NON_NEGATIVE),
             "closed_won": _required(pl.Float64()),
             "time_elapsed_pct": _required(pl.Float64(), pa.Check.in_range(0, 100)),
-            "pace_status": _required(pl.String(), pa.Check.isin(PACE_STATUSES)),
+            "pace_status": _required(pl.String(), pa.Check.isin(list(PACE_STATUSES))),
             "rep_count": _required(pl.Int64(), pa.Check.ge(1)),
         },
     ),
@@ -210,7 +212,7 @@ PROJECTIONS = pa.DataFrameSchema(
             "projected_p90": _required(pl.Float64()),
             "prob_hit_quota": pa.Column(pl.Float64(), pa.Check.in_range(0, 1), nullable=True),
             # null with a quota of 0: no percentage, so no tier
-            "status": pa.Column(pl.String(), pa.Check.isin(["Crushing", "On Track", "Watch", "At Risk", "Critical"]), nullable=True),
+            "status": pa.Column(pl.String(), pa.Check.isin(STATUSES), nullable=True),
         },
     ),
     strict=True,

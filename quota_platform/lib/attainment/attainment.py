@@ -13,6 +13,11 @@ from quota_platform.lib.attainment.crediting import REVENUE
 from quota_platform.lib.attainment.rollup import REP, roll_up
 from quota_platform.lib.core.rules import Rules
 
+# pace_status: against a linear path through the period (Rules.pace_ahead_pct and
+# pace_behind_pct), or no_quota when there is no quota to pace against
+PACE_AHEAD, ON_PACE, PACE_BEHIND, NO_QUOTA = "ahead", "on_pace", "behind", "no_quota"
+PACE_STATUSES = (PACE_AHEAD, ON_PACE, PACE_BEHIND, NO_QUOTA)
+
 ATTAINMENT_SCHEMA = {
     "as_of_date": pl.Date(),
     "level": pl.String(),
@@ -132,12 +137,12 @@ def with_pace(rows: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         pl.when(has_quota).then(100.0 * pl.col("closed_won") / pl.col("expected_to_date")).alias("pace_pct")
     ).with_columns(
         pl.when(~has_quota)
-        .then(pl.lit("no_quota"))
+        .then(pl.lit(NO_QUOTA))
         .when(pl.col("pace_pct") >= rules.pace_ahead_pct)
-        .then(pl.lit("ahead"))
+        .then(pl.lit(PACE_AHEAD))
         .when(pl.col("pace_pct") >= rules.pace_behind_pct)
-        .then(pl.lit("on_pace"))
-        .otherwise(pl.lit("behind"))
+        .then(pl.lit(ON_PACE))
+        .otherwise(pl.lit(PACE_BEHIND))
         .alias("pace_status")
     )
 

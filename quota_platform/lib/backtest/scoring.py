@@ -17,7 +17,8 @@ the period's last day. Per period x checkpoint x level x method:
   distribution taken as uniform between grid levels.
 - ``crps``: mean continuous ranked probability score, from the stored quantile grid
   (2 x the mean pinball loss over the grid's levels); for a point forecast, the absolute error.
-- ``brier``: mean (P(at risk) - at risk)^2 where at risk means attainment below 80% at period end;
+- ``brier``: mean (P(at risk) - at risk)^2 where at risk means attainment at period end below
+  ``Rules.at_risk_pct`` (80% by default);
   ``base_rate`` is the share of rows that ended at risk, and ``brier_skill`` = 1 - brier / (base
   rate x (1 - base rate)), the skill against always forecasting the base rate.
 
@@ -38,7 +39,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from quota_platform.lib.forecast.projection import AT_RISK_PCT, QUANTILE_GRID
+from quota_platform.lib.core.rules import Rules
+from quota_platform.lib.forecast.projection import QUANTILE_GRID
 from quota_platform.lib.forecast.training import Period
 
 CHECKPOINTS = (0.25, 0.50, 0.75)
@@ -113,16 +115,17 @@ def pit_tail_shares(actual: np.ndarray, quantiles: np.ndarray, levels: np.ndarra
     return below, above
 
 
-def score(rows: pl.DataFrame) -> pl.DataFrame:
+def score(rows: pl.DataFrame, rules: Rules = Rules()) -> pl.DataFrame:
     """Metrics per period x checkpoint x level x method from checkpoint rows joined with their
-    actual outcome (columns of :func:`baseline_forecasts` plus ``actual``)."""
+    actual outcome (columns of :func:`baseline_forecasts` plus ``actual``). ``rules`` give the
+    at-risk line the Brier score is about (the contract's default unless passed)."""
     rows = rows.filter(pl.col("actual").is_not_null())
     if rows.is_empty():
         return pl.DataFrame(schema=ACCURACY_SCHEMA)
     actual = rows["actual"].to_numpy()
     quota = rows["quota"].to_numpy()
     has_quota = quota > 0
-    at_risk = np.where(has_quota, actual < AT_RISK_PCT / 100.0 * np.where(has_quota, quota, 1.0), np.nan)
+    at_risk = np.where(has_quota, actual < rules.at_risk_pct / 100.0 * np.where(has_quota, quota, 1.0), np.nan)
     quantiles = np.array(rows["projected_quantiles"].to_list(), dtype=float)
     levels = np.array(QUANTILE_GRID)
     pinball = np.maximum(levels[None, :] * (actual[:, None] - quantiles), (levels[None, :] - 1) * (actual[:, None] - quantiles))
@@ -140,7 +143,7 @@ def score(rows: pl.DataFrame) -> pl.DataFrame:
             point = rows[method].to_numpy()
             p10 = p90 = np.full(point.shape, np.nan)
             crps = np.abs(point - actual)
-            prob = np.where(has_quota, (point < AT_RISK_PCT / 100.0 * np.where(has_quota, quota, 1.0)).astype(float), np.nan)
+            prob = np.where(has_quota, (point < rules.at_risk_pct / 100.0 * np.where(has_quota, quota, 1.0)).astype(float), np.nan)
             pit = (np.full(point.shape, np.nan), np.full(point.shape, np.nan))
         per_method.append(
             rows.select("period_type", "period_start", "checkpoint_pct", "level", pl.col("as_of_date").alias("checkpoint_date")).with_columns(

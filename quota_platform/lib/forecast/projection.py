@@ -29,13 +29,13 @@ from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA
 from quota_platform.lib.attainment.crediting import REVENUE
 from quota_platform.lib.attainment.rollup import REP, rollup_links
 from quota_platform.lib.core.quota_types import deal_class
+from quota_platform.lib.core.rules import Rules
 from quota_platform.lib.forecast import simulation
 from quota_platform.lib.forecast.newdeals import NewDealModel, draw_new_bookings
 from quota_platform.lib.forecast.pacing import share_at
 from quota_platform.lib.forecast.seasonality import SeasonalAdjustment
 from quota_platform.lib.forecast.training import close_date_bucket, sized_class
 
-AT_RISK_PCT = 80.0
 # Version of the stored ProjectionModel: a model pickled by an older release lacks what this one
 # reads (deal classes, seasonal adjustment) and must be fitted again, not half-used.
 MODEL_FORMAT = 2
@@ -109,9 +109,12 @@ def project(
     hierarchy: pl.DataFrame,
     model: ProjectionModel,
     settings: SimulationSettings = SimulationSettings(),
+    *,
+    rules: Rules = Rules(),
 ) -> pl.DataFrame:
     """Projection rows for every attainment row of ``as_of`` (reps with no open pipeline and new
-    reps included), with the rep rows' draws rolled up to managers and the company."""
+    reps included), with the rep rows' draws rolled up to managers and the company. ``rules``
+    give the status tiers and the at-risk line (the contract's defaults unless passed)."""
     day = attainment.filter(pl.col("as_of_date") == as_of)
     reps = day.filter(pl.col("level") == REP).sort("entity_id", *_row_keys(), nulls_last=True)
     if reps.is_empty():
@@ -259,7 +262,7 @@ def project(
                 # P(attainment ends below the at-risk line): the forecast the at-risk flag is scored on
                 pl.Series(
                     "prob_at_risk",
-                    np.where(quota > 0, (draws < AT_RISK_PCT / 100.0 * quota[None, :]).mean(axis=0), np.nan),
+                    np.where(quota > 0, (draws < rules.at_risk_pct / 100.0 * quota[None, :]).mean(axis=0), np.nan),
                 ).fill_nan(None),
                 pl.Series("projected_quantiles", quantiles.tolist(), dtype=pl.List(pl.Float64)),
             )
@@ -268,10 +271,10 @@ def project(
     return (
         out.with_columns(
             pl.col("projected_pct_p50").map_batches(
-                lambda s: pl.Series(simulation.status_tier(s.fill_null(np.nan).to_numpy()).tolist(), dtype=pl.String),
+                lambda s: pl.Series(simulation.status_tier(s.fill_null(np.nan).to_numpy(), rules.status_tiers).tolist(), dtype=pl.String),
                 return_dtype=pl.String,
             ).alias("status"),
-            (pl.col("projected_pct_p50") < AT_RISK_PCT).alias("at_risk"),
+            (pl.col("projected_pct_p50") < rules.at_risk_pct).alias("at_risk"),
             pl.when(pl.col("pacing_share") > 0)
             .then(pl.col("closed_won") / pl.col("pacing_share"))
             .alias("projected_by_pacing"),

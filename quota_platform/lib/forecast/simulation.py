@@ -50,10 +50,6 @@ WORK_DEALS = 512
 float64 temporaries stay at 16 x WORK_DEALS x n_draws bytes (16 MiB at 2,000 draws), whatever
 ``chunk_deals``, and mostly in cache."""
 
-STATUS_TIERS = [(120, "Crushing"), (100, "On Track"), (80, "Watch"), (60, "At Risk")]
-"""(lower bound of projected_pct_p50, inclusive, tier), highest first; below the last: Critical."""
-CRITICAL = "Critical"
-
 LogitSource = Callable[[slice], np.ndarray] | np.ndarray
 
 
@@ -275,18 +271,23 @@ def _quantile_name(q: float) -> str:
     return f"p{int(round(pct))}"
 
 
-def status_tier(pct_p50: np.ndarray) -> np.ndarray:
-    """Status of each row from its projected attainment P50 (percent, 0-100 scale): Crushing
-    (>= 120), On Track (>= 100), Watch (>= 80), At Risk (>= 60), else Critical. NaN (no quota)
-    gives None, a null status, as the percentages are null then. Object array."""
+def status_tier(pct_p50: np.ndarray, tiers: Sequence[tuple[float, str]]) -> np.ndarray:
+    """Status of each row from its projected attainment P50 (percent, 0-100 scale): the first of
+    ``tiers`` whose lower bound (inclusive) it reaches. ``tiers`` are (bound, name) pairs, bounds
+    strictly decreasing and the last -inf so that every percentage has a tier
+    (``Rules.status_tiers``; by default Crushing >= 120, On Track >= 100, Watch >= 80, At Risk
+    >= 60, else Critical); other tiers raise ValueError. NaN (no quota) gives None, a null
+    status, as the percentages are null then. Object array."""
+    bounds = [float(bound) for bound, _ in tiers]
+    if not bounds or bounds[-1] != -np.inf or any(hi <= lo for hi, lo in zip(bounds, bounds[1:])):
+        raise ValueError(f"status tiers need strictly decreasing bounds ending at -inf, got {list(tiers)}")
     pct = np.asarray(pct_p50, dtype=np.float64)
-    out = np.full(pct.shape, CRITICAL, dtype=object)
-    assigned = np.zeros(pct.shape, dtype=bool)
-    for bound, name in STATUS_TIERS:
+    out = np.full(pct.shape, None, dtype=object)
+    assigned = np.isnan(pct)
+    for bound, name in tiers:
         hit = ~assigned & (pct >= bound)
         out[hit] = name
         assigned |= hit
-    out[np.isnan(pct)] = None
     return out
 
 
