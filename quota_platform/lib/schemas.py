@@ -11,7 +11,7 @@ from quota_platform.lib.attainment.crediting import CREDIT_SCHEMA, OVERLAY, REVE
 from quota_platform.lib.attainment.pipeline import PIPELINE_SCHEMA
 from quota_platform.lib.attainment.quotas import SNAPSHOT_SCHEMA
 from quota_platform.lib.attainment.rollup import COMPANY, MANAGER, REP
-from quota_platform.lib.backtest.scoring import ACCURACY_SCHEMA
+from quota_platform.lib.backtest.scoring import ACCURACY_SCHEMA, METHODS, SCORED_CHECKPOINTS
 from quota_platform.lib.core import quarantine
 from quota_platform.lib.core.calendar import PERIOD_TYPES
 from quota_platform.lib.core.contract import OBJECTS
@@ -233,9 +233,9 @@ PROJECTION_ACCURACY = pa.DataFrameSchema(
         {
             "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
             "period_start": _required(pl.Date()),
-            "checkpoint_pct": _required(pl.Int64(), pa.Check.isin([25, 50, 75])),
+            "checkpoint_pct": _required(pl.Int64(), pa.Check.isin([round(100 * f) for f in SCORED_CHECKPOINTS])),
             "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
-            "method": _required(pl.String(), pa.Check.isin(["model", "B1", "B2", "B3"])),
+            "method": _required(pl.String(), pa.Check.isin(list(METHODS))),
             "n": _required(pl.Int64(), pa.Check.ge(1)),
             "coverage_p10_p90": pa.Column(pl.Float64(), pa.Check.in_range(0, 1), nullable=True),
             "pit_coverage_p10_p90": pa.Column(pl.Float64(), pa.Check.in_range(-1e-9, 1), nullable=True),

@@ -39,13 +39,15 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from quota_platform.lib.backtest.baselines import KEYS
 from quota_platform.lib.core.rules import Rules
 from quota_platform.lib.forecast.projection import QUANTILE_GRID
 from quota_platform.lib.forecast.training import Period
 
-CHECKPOINTS = (0.25, 0.50, 0.75)
+# Fractions of a period at which its projections are scored (checkpoint_pct 25, 50, 75); not the
+# snapshots the models train on (training.TRAINING_CHECKPOINTS).
+SCORED_CHECKPOINTS = (0.25, 0.50, 0.75)
 METHODS = ("model", "B1", "B2", "B3")
-from quota_platform.lib.backtest.baselines import KEYS
 
 ACCURACY_SCHEMA = {
     "period_type": pl.String(),
@@ -75,7 +77,7 @@ ACCURACY_SCHEMA = {
 
 def checkpoint_dates(period_type: str, start: date, end: date) -> dict[int, date]:
     period = Period(period_type, start, end)
-    return {round(100 * f): period.checkpoint(f) for f in CHECKPOINTS}
+    return {round(100 * f): period.checkpoint(f) for f in SCORED_CHECKPOINTS}
 
 
 def checkpoint_rows(projections: pl.DataFrame) -> pl.DataFrame:

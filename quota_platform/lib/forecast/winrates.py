@@ -83,7 +83,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from quota_platform.lib.forecast.training import BUCKETS, CHECKPOINTS
+from quota_platform.lib.forecast.training import BUCKETS, TRAINING_CHECKPOINTS
 
 CELL_COLUMNS = ("rep_id", "team_id", "stage", "close_date_bucket", "elapsed", "period_id", "trials", "wins")
 # optional cells column: the deal's class (new business, expansion, renewal, ...); absent, every
@@ -1228,7 +1228,7 @@ def simulate_cells(
     stage_share = np.linspace(1.5, 0.5, n_s)
     stage_share /= stage_share.sum()
     bucket_share = np.array([0.5, 0.2, 0.3])
-    checkpoints = np.array(CHECKPOINTS)
+    checkpoints = np.array(TRAINING_CHECKPOINTS)
     n_c = checkpoints.size
     rep_team_i = np.array([teams.index(rep_team[r]) for r in reps])
 
