@@ -35,6 +35,7 @@ from quota_platform.lib.forecast.newdeals import NewDealModel, draw_new_bookings
 from quota_platform.lib.forecast.pacing import share_at
 from quota_platform.lib.forecast.seasonality import SeasonalAdjustment
 from quota_platform.lib.forecast.training import close_date_bucket, sized_class
+from quota_platform.lib.forecast.winrates import DEFAULT_SEED
 
 # Version of the stored ProjectionModel: a model pickled by an older release lacks what this one
 # reads (deal classes, seasonal adjustment) and must be fitted again, not half-used.
@@ -94,7 +95,7 @@ class ProjectionModel:
 @dataclasses.dataclass(frozen=True)
 class SimulationSettings:
     n_draws: int = 2000
-    seed: int = 20240917
+    seed: int = DEFAULT_SEED
     chunk_deals: int = 2048
 
 

@@ -103,6 +103,10 @@ SUMMARY_SCHEMA = {
     "pooled_from": pl.String,
 }
 
+# The seed of the win-rate fit (FitSettings) and of the projections' Monte Carlo
+# (projection.SimulationSettings) when the caller gives none.
+DEFAULT_SEED = 20240917
+
 PRIOR_MU = (-1.0, 1.5)
 PRIOR_SLOPE_SD = 1.0
 PRIOR_SIGMA = 0.5
@@ -156,7 +160,7 @@ class FitSettings:
     tune: int = 300
     chains: int = 2
     target_accept: float = 0.8
-    seed: int = 20240101
+    seed: int = DEFAULT_SEED
     sampler: str = "nutpie"  # or "pymc"
 
 
