@@ -255,57 +255,80 @@ class WinRatePosterior:
                 f"rep_ids, team_ids, stages and buckets must have one entry per item; got lengths "
                 f"{n}, {len(team_ids)}, {len(stages)}, {len(buckets)}"
             )
-        if deal_classes is None:
-            if len(self.deal_classes) != 1:
-                raise ValueError(
-                    f"the win-rate model has deal classes {', '.join(map(repr, self.deal_classes))}: "
-                    f"pass deal_classes, one per item"
-                )
-            c_idx = np.zeros(n, dtype=np.int64)
-        else:
-            if isinstance(deal_classes, str) or len(deal_classes) != n:
-                got = "a string" if isinstance(deal_classes, str) else f"length {len(deal_classes)}"
-                raise ValueError(f"deal_classes must have one entry per item ({n}); got {got}")
-            class_pos = {c: i for i, c in enumerate(self.deal_classes)}
-            c_idx = np.array([class_pos.get(c, -1) for c in deal_classes], dtype=np.int64)
+        c_idx = self._class_index(deal_classes, n)
         s_idx = self.stage_index(stages)
         b_idx = _bucket_index(buckets)
         e = np.broadcast_to(np.asarray(elapsed, dtype=np.float64), (n,))
         if not np.all(np.isfinite(e)):
             raise ValueError("elapsed must be finite")
         gen = np.random.default_rng(rng)
-        total = self.n_draws
-        if n_draws is None:
-            sel = np.arange(total)
-        else:
-            if n_draws < 1:
-                raise ValueError(f"n_draws must be positive, got {n_draws}")
-            sel = gen.choice(total, size=n_draws, replace=n_draws > total)
-        d = sel.size
-        dr = self.draws
+        sel = self._select_draws(gen, n_draws)
         # drawn before anything that depends on the items, so that one seed gives the same draws
         # and the same shocks in every call, whatever reps and teams are asked about
-        shock = self.period_shock_sd[sel] * gen.standard_normal(d) if period_shock else None
+        shock = self.period_shock_sd[sel] * gen.standard_normal(sel.size) if period_shock else None
+        eta = self._baseline_logits(sel, s_idx, c_idx, b_idx, e)
+        self._add_team_effects(eta, gen, sel, team_ids, s_idx)
+        self._add_rep_effects(eta, gen, sel, rep_ids, s_idx)
+        if shock is not None:
+            eta += shock[:, None]
+        return eta
 
+    def _class_index(self, deal_classes: Sequence[str] | None, n: int) -> np.ndarray:
+        """Each item's position on the model's class axis, -1 for a class the model has not seen;
+        ValueError if the classes do not match the items or are needed and missing."""
+        if deal_classes is None:
+            if len(self.deal_classes) != 1:
+                raise ValueError(
+                    f"the win-rate model has deal classes {', '.join(map(repr, self.deal_classes))}: "
+                    f"pass deal_classes, one per item"
+                )
+            return np.zeros(n, dtype=np.int64)
+        if isinstance(deal_classes, str) or len(deal_classes) != n:
+            got = "a string" if isinstance(deal_classes, str) else f"length {len(deal_classes)}"
+            raise ValueError(f"deal_classes must have one entry per item ({n}); got {got}")
+        class_pos = {c: i for i, c in enumerate(self.deal_classes)}
+        return np.array([class_pos.get(c, -1) for c in deal_classes], dtype=np.int64)
+
+    def _select_draws(self, gen: np.random.Generator, n_draws: int | None) -> np.ndarray:
+        """Indices of the posterior draws used: all in order for None, else ``n_draws`` from
+        ``gen`` (with replacement only if more are asked for than exist)."""
+        total = self.n_draws
+        if n_draws is None:
+            return np.arange(total)
+        if n_draws < 1:
+            raise ValueError(f"n_draws must be positive, got {n_draws}")
+        return gen.choice(total, size=n_draws, replace=n_draws > total)
+
+    def _baseline_logits(
+        self, sel: np.ndarray, s_idx: np.ndarray, c_idx: np.ndarray, b_idx: np.ndarray, e: np.ndarray
+    ) -> np.ndarray:
+        """(draws, items): the company logit of each item's stage, class and bucket at its elapsed
+        fraction; a class the model has not seen (-1) gets the average over the known classes."""
+        dr = self.draws
         rows = sel[:, None]  # index draws and items together: no copy of whole draw arrays
         known_c = c_idx >= 0
         if known_c.all():
-            eta = dr["mu"][rows, s_idx, c_idx, b_idx] + dr["slope"][rows, c_idx, b_idx] * (e - 0.5)
-        else:
-            eta = np.empty((d, n))
-            k = known_c
-            eta[:, k] = (
-                dr["mu"][rows, s_idx[k], c_idx[k], b_idx[k]]
-                + dr["slope"][rows, c_idx[k], b_idx[k]] * (e[k] - 0.5)
-            )
-            # a class the model has not seen: the average over the known classes, per draw
-            u = ~known_c
-            eta[:, u] = (
-                dr["mu"][rows, s_idx[u], :, b_idx[u]].mean(axis=2)
-                + dr["slope"][rows, :, b_idx[u]].mean(axis=2) * (e[u] - 0.5)
-            )
+            return dr["mu"][rows, s_idx, c_idx, b_idx] + dr["slope"][rows, c_idx, b_idx] * (e - 0.5)
+        eta = np.empty((sel.size, c_idx.size))
+        k = known_c
+        eta[:, k] = (
+            dr["mu"][rows, s_idx[k], c_idx[k], b_idx[k]]
+            + dr["slope"][rows, c_idx[k], b_idx[k]] * (e[k] - 0.5)
+        )
+        # a class the model has not seen: the average over the known classes, per draw
+        u = ~known_c
+        eta[:, u] = (
+            dr["mu"][rows, s_idx[u], :, b_idx[u]].mean(axis=2)
+            + dr["slope"][rows, :, b_idx[u]].mean(axis=2) * (e[u] - 0.5)
+        )
+        return eta
 
-        # team x stage effect: known teams from the posterior, unknown teams drawn fresh
+    def _add_team_effects(
+        self, eta: np.ndarray, gen: np.random.Generator, sel: np.ndarray, team_ids: Sequence[str | None], s_idx: np.ndarray
+    ) -> None:
+        """Adds to ``eta`` each item's team x stage effect: a known team's from the posterior, a
+        team the model has not seen drawn fresh from ``gen`` (one draw per team), none for None."""
+        dr = self.draws
         team_pos = {t: i for i, t in enumerate(self.teams)}
         new_teams = sorted({t for t in team_ids if t is not None and t not in team_pos})
         new_team_pos = {t: i for i, t in enumerate(new_teams)}
@@ -313,30 +336,31 @@ class WinRatePosterior:
         new_t = np.array([t is not None and t in new_team_pos for t in team_ids], dtype=bool)
         if known_t.any():
             t_idx = np.array([team_pos[t] for t, k in zip(team_ids, known_t) if k], dtype=np.int64)
-            eta[:, known_t] += dr["team"][rows, t_idx, s_idx[known_t]]
+            eta[:, known_t] += dr["team"][sel[:, None], t_idx, s_idx[known_t]]
         if new_t.any():
             effect = _new_team_effects(gen, dr["sigma_team"][sel], len(new_teams), len(self.stages))
             u_idx = np.array([new_team_pos[t] for t, k in zip(team_ids, new_t) if k], dtype=np.int64)
             eta[:, new_t] += effect[:, u_idx, s_idx[new_t]]
 
-        # rep effects: known reps from the posterior, unknown reps drawn fresh
+    def _add_rep_effects(
+        self, eta: np.ndarray, gen: np.random.Generator, sel: np.ndarray, rep_ids: Sequence[str], s_idx: np.ndarray
+    ) -> None:
+        """Adds to ``eta`` each item's rep effect in its stage: a known rep's from the posterior, a
+        rep the model has not seen drawn fresh from ``gen`` (one draw per rep id)."""
+        dr = self.draws
         rep_pos = {r: i for i, r in enumerate(self.reps)}
         new_reps = sorted({r for r in rep_ids if r not in rep_pos})
         new_rep_pos = {r: i for i, r in enumerate(new_reps)}
         known_r = np.array([r in rep_pos for r in rep_ids], dtype=bool)
         if known_r.any():
             r_idx = np.array([rep_pos[r] for r, k in zip(rep_ids, known_r) if k], dtype=np.int64)
-            eta[:, known_r] += dr["rep"][rows, r_idx, s_idx[known_r]]
+            eta[:, known_r] += dr["rep"][sel[:, None], r_idx, s_idx[known_r]]
         if new_reps:
             effect = _new_rep_effects(
                 gen, dr["sigma_rep"][sel], dr["sigma_rep_stage"][sel], len(new_reps), len(self.stages)
             )
             u_idx = np.array([new_rep_pos[r] for r, k in zip(rep_ids, known_r) if not k], dtype=np.int64)
             eta[:, ~known_r] += effect[:, u_idx, s_idx[~known_r]]
-
-        if shock is not None:
-            eta += shock[:, None]
-        return eta
 
     def probability_draws(self, *args: Any, **kwargs: Any) -> np.ndarray:
         """:meth:`logit_draws` on the probability scale."""
