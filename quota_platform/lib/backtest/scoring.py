@@ -117,6 +117,27 @@ def pit_tail_shares(actual: np.ndarray, quantiles: np.ndarray, levels: np.ndarra
     return below, above
 
 
+def pinball_loss(predicted: np.ndarray, observed: np.ndarray, quantile: float | np.ndarray) -> np.ndarray:
+    """Quantile (pinball) loss of a predicted ``quantile`` against observed values, elementwise
+    (the three broadcast together, so ``quantile`` may be a grid of levels): quantile x (y - q)
+    if y >= q else (1 - quantile) x (q - y). Its mean over rows and periods is minimised by the
+    true quantile. A level outside (0, 1) raises ValueError."""
+    levels = np.asarray(quantile, dtype=np.float64)
+    if not np.all((0.0 < levels) & (levels < 1.0)):
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    diff = np.asarray(observed, dtype=np.float64) - np.asarray(predicted, dtype=np.float64)
+    return np.maximum(levels * diff, (levels - 1.0) * diff)
+
+
+def interval_coverage(lower: np.ndarray, upper: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """True where lower <= observed <= upper (False where any of them is NaN). The mean over
+    rows of a P10-P90 interval should be near 0.8 when the projections are calibrated."""
+    lo = np.asarray(lower, dtype=np.float64)
+    hi = np.asarray(upper, dtype=np.float64)
+    y = np.asarray(observed, dtype=np.float64)
+    return (lo <= y) & (y <= hi)
+
+
 def score(rows: pl.DataFrame, rules: Rules = Rules()) -> pl.DataFrame:
     """Metrics per period x checkpoint x level x method from checkpoint rows joined with their
     actual outcome (columns of :func:`baseline_forecasts` plus ``actual``). ``rules`` give the
@@ -130,8 +151,7 @@ def score(rows: pl.DataFrame, rules: Rules = Rules()) -> pl.DataFrame:
     at_risk = np.where(has_quota, actual < rules.at_risk_pct / 100.0 * np.where(has_quota, quota, 1.0), np.nan)
     quantiles = np.array(rows["projected_quantiles"].to_list(), dtype=float)
     levels = np.array(QUANTILE_GRID)
-    pinball = np.maximum(levels[None, :] * (actual[:, None] - quantiles), (levels[None, :] - 1) * (actual[:, None] - quantiles))
-    crps_model = 2.0 * pinball.mean(axis=1)
+    crps_model = 2.0 * pinball_loss(quantiles, actual[:, None], levels[None, :]).mean(axis=1)
     pit_below, pit_above = pit_tail_shares(actual, quantiles, levels)
     per_method = []
     for method in METHODS:
@@ -152,7 +172,7 @@ def score(rows: pl.DataFrame, rules: Rules = Rules()) -> pl.DataFrame:
                 pl.lit(method).alias("method"),
                 pl.Series("_err", point - actual),
                 pl.Series("_actual", actual),
-                pl.Series("_inside", np.where(np.isnan(p10), np.nan, ((p10 <= actual) & (actual <= p90)).astype(float))),
+                pl.Series("_inside", np.where(np.isnan(p10), np.nan, interval_coverage(p10, p90, actual).astype(float))),
                 pl.Series("_below", np.where(np.isnan(p10), np.nan, (actual < p10).astype(float))),
                 pl.Series("_above", np.where(np.isnan(p90), np.nan, (actual > p90).astype(float))),
                 pl.Series("_pit_below", pit[0]),

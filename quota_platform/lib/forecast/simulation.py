@@ -1,5 +1,5 @@
 """Monte Carlo engine of the period-end projections: Bernoulli outcomes of open deals over
-posterior draws, roll-ups of the same draws, summaries, status tiers and backtest scores.
+posterior draws, roll-ups of the same draws, summaries and status tiers.
 
 Pure numpy/scipy; the caller (``projection.py``) builds the inputs from frames.
 
@@ -289,64 +289,3 @@ def status_tier(pct_p50: np.ndarray, tiers: Sequence[tuple[float, str]]) -> np.n
         out[hit] = name
         assigned |= hit
     return out
-
-
-def exact_moments(p: np.ndarray, credit) -> tuple[np.ndarray, np.ndarray]:
-    """Exact mean and variance per row j of sum_i Bernoulli(p_i) x credit[i, j] for independent
-    deals with fixed probabilities (no shock): mean = sum_i p_i c_ij, var = sum_i p_i (1 - p_i) c_ij**2.
-    ``credit`` is ``(n_deals, n_rows)``, dense or sparse."""
-    p = np.asarray(p, dtype=np.float64)
-    if sp.issparse(credit):
-        c = sp.csr_matrix(credit, dtype=np.float64)
-        c2 = c.multiply(c)
-    else:
-        c = np.asarray(credit, dtype=np.float64)
-        c2 = c * c
-    if p.shape != (c.shape[0],):
-        raise ValueError(f"p has shape {p.shape}, expected ({c.shape[0]},)")
-    mean = np.asarray(c.T @ p).ravel()
-    var = np.asarray(c2.T @ (p * (1.0 - p))).ravel()
-    return mean, var
-
-
-# --------------------------------------------------------------------------------------------------
-# backtest scores
-# --------------------------------------------------------------------------------------------------
-
-
-def crps_from_draws(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Continuous ranked probability score per row of the ensemble ``draws`` ``(n_draws, n_rows)``
-    against ``observed`` ``(n_rows,)``: E|X - y| - 0.5 E|X - X'|, X and X' independent draws from
-    the ensemble (all n**2 pairs, the self-pairs included). E|X - X'| comes from the sorted sample,
-    sum_{i,j} |x_i - x_j| = 2 sum_k (2k - n - 1) x_(k) for k = 1..n, in O(n log n). Lower is
-    better; in the units of the amounts; NaN where observed is NaN."""
-    x = np.asarray(draws, dtype=np.float64)
-    y = np.asarray(observed, dtype=np.float64)
-    if x.ndim != 2 or y.shape != (x.shape[1],):
-        raise ValueError(f"draws {x.shape} and observed {y.shape} do not align")
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError("no draws")
-    abs_err = np.abs(x - y).mean(axis=0)
-    weights = 2.0 * np.arange(1, n + 1) - n - 1.0
-    spread = 2.0 * (weights @ np.sort(x, axis=0)) / (n * n)
-    return abs_err - 0.5 * spread
-
-
-def pinball_loss(predicted: np.ndarray, observed: np.ndarray, quantile: float) -> np.ndarray:
-    """Quantile (pinball) loss of a predicted ``quantile`` against observed values, elementwise:
-    quantile x (y - q) if y >= q else (1 - quantile) x (q - y). Its mean over rows and periods is
-    minimised by the true quantile."""
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    diff = np.asarray(observed, dtype=np.float64) - np.asarray(predicted, dtype=np.float64)
-    return np.maximum(quantile * diff, (quantile - 1.0) * diff)
-
-
-def interval_coverage(lower: np.ndarray, upper: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """True where lower <= observed <= upper (False where any of them is NaN). The mean over
-    rows of a P10-P90 interval should be near 0.8 when the projections are calibrated."""
-    lo = np.asarray(lower, dtype=np.float64)
-    hi = np.asarray(upper, dtype=np.float64)
-    y = np.asarray(observed, dtype=np.float64)
-    return (lo <= y) & (y <= hi)
