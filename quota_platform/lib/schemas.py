@@ -10,7 +10,7 @@ from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA, PACE_STA
 from quota_platform.lib.attainment.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
 from quota_platform.lib.attainment.pipeline import PIPELINE_SCHEMA
 from quota_platform.lib.attainment.quotas import SNAPSHOT_SCHEMA
-from quota_platform.lib.attainment.rollup import COMPANY, MANAGER, REP
+from quota_platform.lib.attainment.rollup import LEVELS
 from quota_platform.lib.backtest.scoring import ACCURACY_SCHEMA, METHODS, SCORED_CHECKPOINTS
 from quota_platform.lib.core import quarantine
 from quota_platform.lib.core.calendar import PERIOD_TYPES
@@ -121,7 +121,7 @@ ATTAINMENT = pa.DataFrameSchema(
         ATTAINMENT_SCHEMA,
         {
             "as_of_date": _required(pl.Date()),
-            "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
+            "level": _required(pl.String(), pa.Check.isin(list(LEVELS))),
             "entity_id": _required(pl.String()),
             "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
             "period_start": _required(pl.Date()),
@@ -200,7 +200,7 @@ PROJECTIONS = pa.DataFrameSchema(
         PROJECTION_SCHEMA,
         {
             "as_of_date": _required(pl.Date()),
-            "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
+            "level": _required(pl.String(), pa.Check.isin(list(LEVELS))),
             "entity_id": _required(pl.String()),
             "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
             "period_start": _required(pl.Date()),
@@ -234,7 +234,7 @@ PROJECTION_ACCURACY = pa.DataFrameSchema(
             "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
             "period_start": _required(pl.Date()),
             "checkpoint_pct": _required(pl.Int64(), pa.Check.isin([round(100 * f) for f in SCORED_CHECKPOINTS])),
-            "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
+            "level": _required(pl.String(), pa.Check.isin(list(LEVELS))),
             "method": _required(pl.String(), pa.Check.isin(list(METHODS))),
             "n": _required(pl.Int64(), pa.Check.ge(1)),
             "coverage_p10_p90": pa.Column(pl.Float64(), pa.Check.in_range(0, 1), nullable=True),

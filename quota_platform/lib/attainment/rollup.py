@@ -13,6 +13,7 @@ import polars as pl
 
 # the levels of an attainment or projection row, and the company's entity
 REP, MANAGER, COMPANY = "rep", "manager", "company"
+LEVELS = (REP, MANAGER, COMPANY)
 COMPANY_ID = "company"
 COMPANY_NAME = "Company"
 
