@@ -33,6 +33,7 @@ credit matrix.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 import scipy.sparse as sp
@@ -279,7 +280,7 @@ def status_tier(pct_p50: np.ndarray, tiers: Sequence[tuple[float, str]]) -> np.n
     >= 60, else Critical); other tiers raise ValueError. NaN (no quota) gives None, a null
     status, as the percentages are null then. Object array."""
     bounds = [float(bound) for bound, _ in tiers]
-    if not bounds or bounds[-1] != -np.inf or any(hi <= lo for hi, lo in zip(bounds, bounds[1:])):
+    if not bounds or bounds[-1] != -np.inf or any(hi <= lo for hi, lo in pairwise(bounds)):
         raise ValueError(f"status tiers need strictly decreasing bounds ending at -inf, got {list(tiers)}")
     pct = np.asarray(pct_p50, dtype=np.float64)
     out = np.full(pct.shape, None, dtype=object)
