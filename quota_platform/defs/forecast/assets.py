@@ -16,7 +16,8 @@ from quota_platform.defs.validation import frame_check, schema_check
 from quota_platform.lib import schemas
 from quota_platform.lib.attainment.crediting import stage_flags
 from quota_platform.lib.attainment.pipeline import open_pipeline
-from quota_platform.lib.forecast.model_fit import MAX_RHAT, fit_projection_model, unconverged
+from quota_platform.lib.forecast import model_fit
+from quota_platform.lib.forecast.model_fit import fit_projection_model
 from quota_platform.lib.forecast.projection import project
 from quota_platform.resources import ModelSettings, RulesResource
 
@@ -124,7 +125,7 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
                 "converged",
                 asset="win_rate_posteriors",
                 blocking=True,
-                description=f"Max R-hat <= {MAX_RHAT} and no divergent transitions in every fit of the month.",
+                description=f"Max R-hat <= {model_fit.MAX_RHAT} and no divergent transitions in every fit of the month.",
             ),
         ],
     )
@@ -185,12 +186,12 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
         yield dg.Output(summary, output_name="win_rate_posteriors", metadata=metadata)
         yield dg.Output(models, output_name="projection_model", metadata={"window_months": model_settings.window_months})
         yield schema_check(schemas.WIN_RATE_POSTERIORS, summary, asset_key="win_rate_posteriors")
-        bad = unconverged(fitted) if fitted.height else fitted
+        bad = model_fit.unconverged(fitted) if fitted.height else fitted
         yield frame_check(
             asset_key="win_rate_posteriors",
             check_name="converged",
             failures=bad,
-            description=f"a win-rate fit did not converge (R-hat > {MAX_RHAT} or divergences)",
+            description=f"a win-rate fit did not converge (R-hat > {model_fit.MAX_RHAT} or divergences)",
             extra={"fits": fitted.height},
         )
 
