@@ -39,7 +39,8 @@ def child(args: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from quota_platform.lib.forecast.winrates import FitSettings, fit_win_rates, simulate_cells
+    from quota_platform.lib.forecast.winrates import FitSettings, fit_win_rates
+    from quota_platform.samples.winrate_cells import simulate_cells
 
     sizes = np.random.default_rng(args.seed).integers(4, 14, size=args.teams)
     sizes = np.maximum(1, np.round(sizes * args.reps / sizes.sum()).astype(int))

@@ -10,6 +10,7 @@ import pytest
 from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA
 from quota_platform.lib.attainment.hierarchy import HIERARCHY_SCHEMA
 from quota_platform.lib.attainment.pipeline import PIPELINE_SCHEMA
+from quota_platform.lib.core.rules import Rules
 from quota_platform.lib.forecast.newdeals import NewDealModel
 from quota_platform.lib.forecast.projection import ProjectionModel, SimulationSettings, project
 from quota_platform.lib.forecast.seasonality import SeasonalAdjustment
@@ -95,3 +96,40 @@ def test_large_deal_class_is_what_the_model_is_asked_about():
     assert seen["classes"] == ["new_business+large", "new_business"]
     # logit 0 for both: half of 99,000 expected from the pipeline
     assert got["expected_from_pipeline"] == pytest.approx(0.5 * 99_000, rel=0.02)
+
+
+def test_status_tiers_and_at_risk_line_come_from_the_rules():
+    # closed won alone is 10% of the quota and the new deals add about 7%: Critical and at risk
+    # under the contract's tiers; with On Track from 5% and the at-risk line at 5%, every draw
+    # (never below the 1,000 closed) is On Track and none is at risk.
+    settings = SimulationSettings(n_draws=2000)
+    default = project(AS_OF, _attainment(), pl.DataFrame(schema=PIPELINE_SCHEMA), _hierarchy(), _model(), settings)
+    rules = Rules(status_tiers=((5.0, "On Track"), (float("-inf"), "Critical")), at_risk_pct=5.0)
+    loose = project(AS_OF, _attainment(), pl.DataFrame(schema=PIPELINE_SCHEMA), _hierarchy(), _model(), settings, rules=rules)
+    got = {name: frame.filter(pl.col("level") == "rep").row(0, named=True) for name, frame in (("default", default), ("loose", loose))}
+    assert got["default"]["projected_pct_p50"] < 60.0
+    assert (got["default"]["status"], got["default"]["at_risk"]) == ("Critical", True)
+    assert got["default"]["prob_at_risk"] > 0.99  # only a rare burst of new deals reaches 80%
+    assert (got["loose"]["status"], got["loose"]["at_risk"], got["loose"]["prob_at_risk"]) == ("On Track", False, 0.0)
+    # the rules change labels only: the same seed gives the same draws
+    assert got["loose"]["projected_quantiles"] == got["default"]["projected_quantiles"]
+
+
+def test_a_seed_gives_the_same_projection_and_the_win_rate_side_does_not_shift_the_new_deals():
+    """Projections are reproducible from their seed, and the random numbers are taken in a fixed
+    order whatever the model holds: a seasonal win-rate offset or a lookback shock sd changes no
+    draw of the deals not yet created, which come after them."""
+    settings = SimulationSettings(n_draws=500)
+    pipeline = pl.DataFrame(schema=PIPELINE_SCHEMA)
+
+    def rep_row(model, settings=settings):
+        out = project(AS_OF, _attainment(), pipeline, _hierarchy(), model, settings)
+        return out.filter(pl.col("level") == "rep").row(0, named=True)
+
+    plain = rep_row(_model())
+    assert rep_row(_model()) == plain
+    assert rep_row(_model(), SimulationSettings(n_draws=500, seed=1))["projected_quantiles"] != plain["projected_quantiles"]
+    seasonal = SeasonalAdjustment(win_rate_logit=(0.4, 0.2), shock_sd=((0.1, 0.3), (0.5, 0.5)))
+    other = rep_row(_model(seasonal={"quarter": seasonal}))
+    assert other["projected_quantiles"] == plain["projected_quantiles"]
+    assert other["expected_from_new_deals"] == plain["expected_from_new_deals"]

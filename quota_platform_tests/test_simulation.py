@@ -12,12 +12,9 @@ import pytest
 import scipy.sparse as sp
 from numpy.polynomial.hermite_e import hermegauss
 
+from quota_platform.lib.core.rules import Rules
 from quota_platform.lib.forecast import simulation
 from quota_platform.lib.forecast.simulation import (
-    crps_from_draws,
-    exact_moments,
-    interval_coverage,
-    pinball_loss,
     rollup_draws,
     simulate_totals,
     status_tier,
@@ -25,6 +22,7 @@ from quota_platform.lib.forecast.simulation import (
 )
 
 Z = 4.0  # standard errors allowed in the Monte Carlo checks
+TIERS = Rules().status_tiers  # the contract's: Crushing >= 120, On Track >= 100, Watch >= 80, At Risk >= 60
 
 
 def logit(p):
@@ -35,6 +33,25 @@ def logit(p):
 def fixed_logits(p, n_draws):
     """(n_draws, n_deals) logits of probabilities that do not vary across draws."""
     return np.broadcast_to(logit(p)[None, :], (n_draws, np.size(p)))
+
+
+def exact_moments(p: np.ndarray, credit) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle of the Monte Carlo checks: exact mean and variance per row j of
+    sum_i Bernoulli(p_i) x credit[i, j] for independent deals with fixed probabilities (no shock),
+    mean = sum_i p_i c_ij, var = sum_i p_i (1 - p_i) c_ij**2. ``credit`` is ``(n_deals, n_rows)``,
+    dense or sparse."""
+    p = np.asarray(p, dtype=np.float64)
+    if sp.issparse(credit):
+        c = sp.csr_matrix(credit, dtype=np.float64)
+        c2 = c.multiply(c)
+    else:
+        c = np.asarray(credit, dtype=np.float64)
+        c2 = c * c
+    if p.shape != (c.shape[0],):
+        raise ValueError(f"p has shape {p.shape}, expected ({c.shape[0]},)")
+    mean = np.asarray(c.T @ p).ravel()
+    var = np.asarray(c2.T @ (p * (1.0 - p))).ravel()
+    return mean, var
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,7 +351,7 @@ def test_summarize_by_hand():
     assert set(out) == set(expected)
     for key, values in expected.items():
         np.testing.assert_allclose(out[key], values, rtol=1e-12, atol=1e-12, err_msg=key)
-    assert list(status_tier(out["projected_pct_p50"])) == ["On Track", None, "Critical"]
+    assert list(status_tier(out["projected_pct_p50"], TIERS)) == ["On Track", None, "Critical"]
 
 
 def test_summarize_rejects_totals_without_closed_won():
@@ -350,45 +367,18 @@ def test_summarize_rejects_totals_without_closed_won():
 
 def test_status_tier_boundaries():
     pct = np.array([150, 120, 119.999, 100, 99.5, 80, 79.9, 60, 59.99, 0, -10, np.nan])
-    assert list(status_tier(pct)) == [
+    assert list(status_tier(pct, TIERS)) == [
         "Crushing", "Crushing", "On Track", "On Track", "Watch", "Watch",
         "At Risk", "At Risk", "Critical", "Critical", "Critical", None,
     ]
 
 
-# --------------------------------------------------------------------------------------------------
-# (7) backtest scores
-# --------------------------------------------------------------------------------------------------
-
-
-def test_crps_by_hand():
-    # [1, 2, 3] vs 2: E|X - y| = (1 + 0 + 1) / 3 = 2/3; E|X - X'| = (0+1+2+1+0+1+2+1+0) / 9 = 8/9;
-    #   CRPS = 2/3 - 4/9 = 2/9.
-    # [0, 0, 4, 4] vs 5: E|X - y| = (5 + 5 + 1 + 1) / 4 = 3; 8 of the 16 ordered pairs differ by 4:
-    #   E|X - X'| = 32 / 16 = 2; CRPS = 3 - 1 = 2.
-    # [3, 3] vs 7: no spread, CRPS = |3 - 7| = 4.
-    draws = np.full((4, 3), np.nan)
-    draws[:3, 0] = [3, 1, 2]
-    draws[:, 1] = [4, 0, 4, 0]
-    np.testing.assert_allclose(crps_from_draws(draws[:3, :1], np.array([2.0])), [2 / 9])
-    np.testing.assert_allclose(crps_from_draws(draws[:, 1:2], np.array([5.0])), [2.0])
-    np.testing.assert_allclose(crps_from_draws(np.array([[3.0], [3.0]]), np.array([7.0])), [4.0])
-    assert np.isnan(crps_from_draws(np.ones((3, 1)), np.array([np.nan]))[0])
-
-
-def test_crps_matches_the_pairwise_definition():
-    data = np.random.default_rng(41)
-    draws = data.gamma(2.0, 1000.0, size=(60, 4))
-    observed = np.array([500.0, 2000.0, 8000.0, 0.0])
-    pairwise = np.abs(draws[:, None, :] - draws[None, :, :]).mean(axis=(0, 1))
-    direct = np.abs(draws - observed).mean(axis=0) - 0.5 * pairwise
-    np.testing.assert_allclose(crps_from_draws(draws, observed), direct, rtol=1e-12)
-
-
-def test_pinball_and_coverage_by_hand():
-    # q = 0.9, prediction 100: observed 130 -> 0.9 x 30 = 27; observed 70 -> 0.1 x 30 = 3; 100 -> 0.
-    np.testing.assert_allclose(pinball_loss(np.array([100.0] * 3), np.array([130.0, 70.0, 100.0]), 0.9), [27.0, 3.0, 0.0])
-    covered = interval_coverage(np.array([0.0, 0.0, 0.0, np.nan]), np.array([10.0] * 4), np.array([5.0, 10.0, 11.0, 5.0]))
-    assert covered.tolist() == [True, True, False, False]
-    with pytest.raises(ValueError):
-        pinball_loss(np.zeros(1), np.zeros(1), 1.0)
+def test_status_tier_bounds_are_settings():
+    # the bounds come from the caller (Rules.status_tiers): a stricter "On Track" moves 100 to Watch
+    tiers = ((130.0, "Crushing"), (110.0, "On Track"), (80.0, "Watch"), (60.0, "At Risk"), (float("-inf"), "Critical"))
+    assert list(status_tier(np.array([125.0, 110.0, 100.0, 59.0]), tiers)) == ["On Track", "On Track", "Watch", "Critical"]
+    # every percentage needs a tier: the last bound must be -inf, and bounds must fall
+    with pytest.raises(ValueError, match="-inf"):
+        status_tier(np.array([50.0]), ((100.0, "On Track"), (60.0, "At Risk")))
+    with pytest.raises(ValueError, match="decreasing"):
+        status_tier(np.array([50.0]), ((80.0, "Watch"), (100.0, "On Track"), (float("-inf"), "Critical")))

@@ -11,7 +11,13 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from quota_platform.defs.validation import SCHEMA_CHECK, Table, definition_metadata, frame_check, publish
+from quota_platform.defs.validation import (
+    SCHEMA_CHECK,
+    Table,
+    definition_metadata,
+    frame_check,
+    publish,
+)
 from quota_platform.lib import schemas
 from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA
 from quota_platform.warehouse.duckdb_io import SCHEMA, DuckDBWarehouseIOManager

@@ -27,6 +27,8 @@ import polars as pl
 import pytest
 
 from quota_platform.lib.forecast import winrates as wr
+from quota_platform.lib.forecast.model_fit import MAX_RHAT  # the caller's blocking check
+from quota_platform.samples.winrate_cells import SimulatedWinRates, simulate_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +40,6 @@ MAX_ABS_ERROR_WELL_OBSERVED = 0.15  # ... and every one within this
 MIN_COVERAGE_80 = 0.70  # share of all cells whose 80% interval holds the truth
 NEW_REP_MEAN_TOLERANCE = 0.05  # a rep without data vs its team's true rate for a new rep, mean
 NEW_REP_MAX_TOLERANCE = 0.12  # ... and in every stage and bucket
-MAX_RHAT = 1.01  # the caller's blocking check
 MIN_ESS = 200.0
 
 SILENT_REP = "R000_07"  # team T000, in the roster, no cells
@@ -55,8 +56,8 @@ CLASS_DIFFERENCE_TOLERANCE = 0.3
 
 
 @pytest.fixture(scope="module")
-def sim() -> wr.SimulatedWinRates:
-    return wr.simulate_cells(
+def sim() -> SimulatedWinRates:
+    return simulate_cells(
         n_teams=3, reps_per_team=8, n_stages=4, n_periods=4, deals_per_rep_period=100.0, seed=1,
         reps_without_data=1,
     )
@@ -74,8 +75,8 @@ def summary(posterior) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def sim2() -> wr.SimulatedWinRates:
-    return wr.simulate_cells(
+def sim2() -> SimulatedWinRates:
+    return simulate_cells(
         n_teams=3, reps_per_team=6, n_stages=3, n_periods=3, deals_per_rep_period=200.0, seed=3,
         deal_classes=CLASSES, class_offsets=(0.0, RENEWAL_OFFSET),
     )
@@ -91,7 +92,7 @@ def summary2(posterior2) -> pl.DataFrame:
     return posterior2.summary()
 
 
-def _with_truth(summary: pl.DataFrame, sim: wr.SimulatedWinRates) -> pl.DataFrame:
+def _with_truth(summary: pl.DataFrame, sim: SimulatedWinRates) -> pl.DataFrame:
     known = summary.filter(pl.col("rep_id").is_in(sim.reps))
     keys = known.select("rep_id", "stage", "close_date_bucket", "deal_class").iter_rows()
     return known.with_columns(

@@ -6,20 +6,24 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA, COMPANY, MANAGER, REP
+from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA, PACE_STATUSES
 from quota_platform.lib.attainment.crediting import CREDIT_SCHEMA, OVERLAY, REVENUE
 from quota_platform.lib.attainment.pipeline import PIPELINE_SCHEMA
 from quota_platform.lib.attainment.quotas import SNAPSHOT_SCHEMA
-from quota_platform.lib.backtest.scoring import ACCURACY_SCHEMA
+from quota_platform.lib.attainment.rollup import LEVELS
+from quota_platform.lib.backtest.scoring import ACCURACY_SCHEMA, METHODS, SCORED_CHECKPOINTS
 from quota_platform.lib.core import quarantine
 from quota_platform.lib.core.calendar import PERIOD_TYPES
 from quota_platform.lib.core.contract import OBJECTS
 from quota_platform.lib.core.quota_types import DEAL_CLASSES, QUOTA_TYPE_BY_DEVELOPER_NAME
+from quota_platform.lib.core.rules import Rules
 from quota_platform.lib.forecast.model_fit import POSTERIOR_SCHEMA
 from quota_platform.lib.forecast.projection import PROJECTION_SCHEMA
+from quota_platform.lib.forecast.training import BUCKETS
 
 QUOTA_TYPES = list(QUOTA_TYPE_BY_DEVELOPER_NAME.values())
-PACE_STATUSES = ["ahead", "on_pace", "behind", "no_quota"]
+# the contract's tier names, whatever bounds the settings give them
+STATUSES = [name for _, name in Rules().status_tiers]
 
 
 def raw_object_schema(object_name: str) -> pa.DataFrameSchema:
@@ -117,7 +121,7 @@ ATTAINMENT = pa.DataFrameSchema(
         ATTAINMENT_SCHEMA,
         {
             "as_of_date": _required(pl.Date()),
-            "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
+            "level": _required(pl.String(), pa.Check.isin(list(LEVELS))),
             "entity_id": _required(pl.String()),
             "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
             "period_start": _required(pl.Date()),
@@ -126,7 +130,7 @@ ATTAINMENT = pa.DataFrameSchema(
             "quota": _required(pl.Float64(), NON_NEGATIVE),
             "closed_won": _required(pl.Float64()),
             "time_elapsed_pct": _required(pl.Float64(), pa.Check.in_range(0, 100)),
-            "pace_status": _required(pl.String(), pa.Check.isin(PACE_STATUSES)),
+            "pace_status": _required(pl.String(), pa.Check.isin(list(PACE_STATUSES))),
             "rep_count": _required(pl.Int64(), pa.Check.ge(1)),
         },
     ),
@@ -178,7 +182,7 @@ WIN_RATE_POSTERIORS = pa.DataFrameSchema(
             "stage": _required(pl.String()),
             "deal_class": _required(pl.String(), pa.Check.isin(list(DEAL_CLASSES))),
             "deal_size": _required(pl.String(), pa.Check.isin(["standard", "large"])),
-            "close_date_bucket": _required(pl.String(), pa.Check.isin(["in_period", "overdue", "later"])),
+            "close_date_bucket": _required(pl.String(), pa.Check.isin(list(BUCKETS))),
             "win_rate_mean": _required(pl.Float64(), pa.Check.in_range(0, 1)),
             "win_rate_p10": _required(pl.Float64(), pa.Check.in_range(0, 1)),
             "win_rate_p90": _required(pl.Float64(), pa.Check.in_range(0, 1)),
@@ -196,7 +200,7 @@ PROJECTIONS = pa.DataFrameSchema(
         PROJECTION_SCHEMA,
         {
             "as_of_date": _required(pl.Date()),
-            "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
+            "level": _required(pl.String(), pa.Check.isin(list(LEVELS))),
             "entity_id": _required(pl.String()),
             "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
             "period_start": _required(pl.Date()),
@@ -208,7 +212,7 @@ PROJECTIONS = pa.DataFrameSchema(
             "projected_p90": _required(pl.Float64()),
             "prob_hit_quota": pa.Column(pl.Float64(), pa.Check.in_range(0, 1), nullable=True),
             # null with a quota of 0: no percentage, so no tier
-            "status": pa.Column(pl.String(), pa.Check.isin(["Crushing", "On Track", "Watch", "At Risk", "Critical"]), nullable=True),
+            "status": pa.Column(pl.String(), pa.Check.isin(STATUSES), nullable=True),
         },
     ),
     strict=True,
@@ -229,9 +233,9 @@ PROJECTION_ACCURACY = pa.DataFrameSchema(
         {
             "period_type": _required(pl.String(), pa.Check.isin(list(PERIOD_TYPES))),
             "period_start": _required(pl.Date()),
-            "checkpoint_pct": _required(pl.Int64(), pa.Check.isin([25, 50, 75])),
-            "level": _required(pl.String(), pa.Check.isin([REP, MANAGER, COMPANY])),
-            "method": _required(pl.String(), pa.Check.isin(["model", "B1", "B2", "B3"])),
+            "checkpoint_pct": _required(pl.Int64(), pa.Check.isin([round(100 * f) for f in SCORED_CHECKPOINTS])),
+            "level": _required(pl.String(), pa.Check.isin(list(LEVELS))),
+            "method": _required(pl.String(), pa.Check.isin(list(METHODS))),
             "n": _required(pl.Int64(), pa.Check.ge(1)),
             "coverage_p10_p90": pa.Column(pl.Float64(), pa.Check.in_range(0, 1), nullable=True),
             "pit_coverage_p10_p90": pa.Column(pl.Float64(), pa.Check.in_range(-1e-9, 1), nullable=True),

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from quota_platform.defs.validation import frame_check
-from quota_platform.lib.attainment.attainment import rollup_mismatches
+from quota_platform.lib.attainment.rollup import rollup_mismatches
 
 ROLLUPS = "rollups_equal_sum_of_reps"
 CREDITS_WITHOUT_QUOTA = "credits_without_quota"

@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from quota_platform.defs.validation import frame_check
+from quota_platform.lib.forecast.model_fit import MAX_RHAT, unconverged
 
 CONVERGED = "converged"
 ONE_ROW_PER_ATTAINMENT_ROW = "one_row_per_attainment_row"
@@ -16,7 +17,7 @@ WIN_RATE_SPECS = [
         CONVERGED,
         asset="win_rate_posteriors",
         blocking=True,
-        description="Max R-hat <= 1.01 and no divergent transitions in every fit of the month.",
+        description=f"Max R-hat <= {MAX_RHAT} and no divergent transitions in every fit of the month.",
     ),
 ]
 
@@ -32,12 +33,12 @@ PROJECTION_SPECS = [
 
 def converged(fitted: pl.DataFrame) -> dg.AssetCheckResult:
     """``fitted``: one row per fit of the run (snapshot_month, period_type, max_rhat, divergences, ...)."""
-    bad = fitted.filter((pl.col("max_rhat") > 1.01) | (pl.col("divergences") > 0)) if fitted.height else fitted
+    bad = unconverged(fitted) if fitted.height else fitted
     return frame_check(
         asset_key="win_rate_posteriors",
         check_name=CONVERGED,
         failures=bad,
-        description="a win-rate fit did not converge (R-hat > 1.01 or divergences); the model was not stored",
+        description=f"a win-rate fit did not converge (R-hat > {MAX_RHAT} or divergences); the model was not stored",
         extra={"fits": fitted.height},
     )
 

@@ -10,10 +10,13 @@ from datetime import date
 import polars as pl
 
 from quota_platform.lib.attainment.crediting import REVENUE
+from quota_platform.lib.attainment.rollup import REP, roll_up
 from quota_platform.lib.core.rules import Rules
 
-REP, MANAGER, COMPANY = "rep", "manager", "company"
-COMPANY_ID = "company"
+# pace_status: against a linear path through the period (Rules.pace_ahead_pct and
+# pace_behind_pct), or no_quota when there is no quota to pace against
+PACE_AHEAD, ON_PACE, PACE_BEHIND, NO_QUOTA = "ahead", "on_pace", "behind", "no_quota"
+PACE_STATUSES = (PACE_AHEAD, ON_PACE, PACE_BEHIND, NO_QUOTA)
 
 ATTAINMENT_SCHEMA = {
     "as_of_date": pl.Date(),
@@ -101,7 +104,7 @@ def build_attainment(
     reps = (
         rep_quota_rows(as_of_dates, snapshots)
         .join(closed_won(credits), on=CREDIT_KEYS, how="left", nulls_equal=True)
-        .with_columns(pl.col("closed_won").fill_null(0.0))
+        .with_columns(pl.col("closed_won").fill_null(0.0), pl.col("effective_quota").alias("quota"))
     )
     rep_rows = reps.select(
         *PERIOD_KEYS,
@@ -109,52 +112,12 @@ def build_attainment(
         pl.col("rep_id").alias("entity_id"),
         pl.col("rep_name").alias("entity_name"),
         pl.col("manager_id").alias("parent_id"),
-        pl.col("effective_quota").alias("quota"),
+        "quota",
         "closed_won",
         pl.lit(1, pl.Int64).alias("rep_count"),
     )
-
-    ancestors = hierarchy.filter(pl.col("distance") >= 1).select(
-        "snapshot_month", pl.col("user_id").alias("rep_id"), "ancestor_id", "ancestor_name"
-    )
-    manager_of = hierarchy.filter(pl.col("distance") == 0).select(
-        "snapshot_month", pl.col("user_id").alias("ancestor_id"), pl.col("manager_id").alias("parent_id")
-    )
-    manager_rows = (
-        reps.join(ancestors, on=["snapshot_month", "rep_id"])
-        .group_by(*PERIOD_KEYS, "snapshot_month", "ancestor_id", "ancestor_name")
-        .agg(
-            pl.col("effective_quota").sum().alias("quota"),
-            pl.col("closed_won").sum(),
-            pl.len().cast(pl.Int64).alias("rep_count"),
-        )
-        .join(manager_of, on=["snapshot_month", "ancestor_id"], how="left")
-        .select(
-            *PERIOD_KEYS,
-            pl.lit(MANAGER).alias("level"),
-            pl.col("ancestor_id").alias("entity_id"),
-            pl.col("ancestor_name").alias("entity_name"),
-            "parent_id",
-            "quota",
-            "closed_won",
-            "rep_count",
-        )
-    )
-    company_rows = reps.group_by(PERIOD_KEYS).agg(
-        pl.col("effective_quota").sum().alias("quota"),
-        pl.col("closed_won").sum(),
-        pl.len().cast(pl.Int64).alias("rep_count"),
-    ).select(
-        *PERIOD_KEYS,
-        pl.lit(COMPANY).alias("level"),
-        pl.lit(COMPANY_ID).alias("entity_id"),
-        pl.lit("Company").alias("entity_name"),
-        pl.lit(None, pl.String).alias("parent_id"),
-        "quota",
-        "closed_won",
-        "rep_count",
-    )
-    rows = pl.concat([rep_rows, manager_rows, company_rows], how="vertical_relaxed")
+    rolled_up = roll_up(reps, hierarchy, PERIOD_KEYS, ["quota", "closed_won"])
+    rows = pl.concat([rep_rows, rolled_up.select(rep_rows.columns)], how="vertical_relaxed")
     return with_pace(rows, rules).select(list(ATTAINMENT_SCHEMA)).cast(ATTAINMENT_SCHEMA).sort(
         "as_of_date", "level", "entity_id", "period_type", "period_start", "quota_type", "product_family",
         nulls_last=True,
@@ -174,58 +137,12 @@ def with_pace(rows: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         pl.when(has_quota).then(100.0 * pl.col("closed_won") / pl.col("expected_to_date")).alias("pace_pct")
     ).with_columns(
         pl.when(~has_quota)
-        .then(pl.lit("no_quota"))
+        .then(pl.lit(NO_QUOTA))
         .when(pl.col("pace_pct") >= rules.pace_ahead_pct)
-        .then(pl.lit("ahead"))
+        .then(pl.lit(PACE_AHEAD))
         .when(pl.col("pace_pct") >= rules.pace_behind_pct)
-        .then(pl.lit("on_pace"))
-        .otherwise(pl.lit("behind"))
+        .then(pl.lit(ON_PACE))
+        .otherwise(pl.lit(PACE_BEHIND))
         .alias("pace_status")
     )
 
-
-def rollup_mismatches(attainment: pl.DataFrame, hierarchy: pl.DataFrame, tolerance: float = 1e-6) -> pl.DataFrame:
-    """Manager and company rows whose quota or closed_won differ from the sum of the rep rows below
-    them. The tree is walked downward from each manager through direct-report edges, a different
-    path from the closure table the roll-up itself joins on."""
-    edges = hierarchy.filter(pl.col("distance") == 0).select("snapshot_month", "user_id", "manager_id")
-    pairs = []
-    for (month,), group in edges.group_by("snapshot_month"):
-        reports: dict[str, list[str]] = {}
-        for user, manager in group.select("user_id", "manager_id").iter_rows():
-            if manager is not None:
-                reports.setdefault(manager, []).append(user)
-        for manager in reports:
-            stack, seen = list(reports[manager]), set()
-            while stack:
-                user = stack.pop()
-                if user not in seen:
-                    seen.add(user)
-                    stack.extend(reports.get(user, []))
-            pairs.extend((month, manager, user) for user in seen)
-    below = pl.DataFrame(
-        pairs, schema={"snapshot_month": pl.Date, "entity_id": pl.String, "rep_id": pl.String}, orient="row"
-    )
-    keys = ["as_of_date", "period_type", "period_start", "quota_type", "product_family"]
-    reps = attainment.filter(pl.col("level") == REP).select(
-        *keys, pl.col("entity_id").alias("rep_id"), "quota", "closed_won",
-        pl.col("as_of_date").dt.truncate("1mo").alias("snapshot_month"),
-    )
-    expected_managers = (
-        reps.join(below, on=["snapshot_month", "rep_id"])
-        .group_by(*keys, "entity_id")
-        .agg(pl.col("quota").sum().alias("_quota"), pl.col("closed_won").sum().alias("_won"))
-        .with_columns(pl.lit(MANAGER).alias("level"))
-    )
-    expected_company = (
-        reps.group_by(keys)
-        .agg(pl.col("quota").sum().alias("_quota"), pl.col("closed_won").sum().alias("_won"))
-        .with_columns(pl.lit(COMPANY_ID).alias("entity_id"), pl.lit(COMPANY).alias("level"))
-    )
-    expected = pl.concat([expected_managers, expected_company], how="diagonal_relaxed")
-    actual = attainment.filter(pl.col("level") != REP).select(*keys, "level", "entity_id", "quota", "closed_won")
-    joined = actual.join(expected, on=[*keys, "level", "entity_id"], how="full", nulls_equal=True, coalesce=True)
-    off = lambda a, b: (pl.col(a).fill_null(0) - pl.col(b).fill_null(0)).abs() > tolerance * pl.max_horizontal(pl.col(b).abs().fill_null(0), pl.lit(1.0))  # noqa: E731
-    return joined.filter(off("quota", "_quota") | off("closed_won", "_won") | pl.col("quota").is_null() | pl.col("_quota").is_null()).rename(
-        {"_quota": "expected_quota", "_won": "expected_closed_won"}
-    )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from quota_platform.lib.attainment.attainment import COMPANY_ID, REP
+from quota_platform.lib.attainment.rollup import REP, roll_up
+from quota_platform.lib.forecast.training import BUCKET_IN_PERIOD, BUCKET_OVERDUE
 
 KEYS = ["period_type", "period_start", "period_end", "quota_type", "product_family"]
 
@@ -20,7 +21,7 @@ def team_rates(model) -> pl.DataFrame:
     won within it, per team and for the company (team_id null), from the model's training data."""
     frames = []
     for period_type, posterior in model.win_rates.items():
-        due = posterior.observed.filter(pl.col("close_date_bucket").is_in(["in_period", "overdue"]))
+        due = posterior.observed.filter(pl.col("close_date_bucket").is_in([BUCKET_IN_PERIOD, BUCKET_OVERDUE]))
         by_team = due.group_by("team_id").agg((pl.col("wins").sum() / pl.col("trials").sum()).alias("rate"))
         company = due.select(pl.lit(None, pl.String).alias("team_id"), (pl.col("wins").sum() / pl.col("trials").sum()).alias("rate"))
         frames.append(pl.concat([by_team.filter(pl.col("team_id").is_not_null()), company]).with_columns(pl.lit(period_type).alias("period_type")))
@@ -74,22 +75,12 @@ def baseline_forecasts(
         (pl.col("closed_won") + pl.col("_b2").fill_null(0.0)).alias("B2"),
     )
     # Managers and the company: the sums of their reps' baselines (all three are linear).
-    ancestors = hierarchy.filter(pl.col("distance") >= 1).select(
-        "snapshot_month", pl.col("user_id").alias("entity_id"), "ancestor_id"
-    )
     rep_b = rep_b.with_columns(pl.col("as_of_date").dt.truncate("1mo").alias("snapshot_month"))
-    pieces = [rep_b.select("as_of_date", pl.lit(REP).alias("level"), "entity_id", *KEYS, "B1", "B2")]
-    pieces.append(
-        rep_b.join(ancestors, on=["snapshot_month", "entity_id"])
-        .group_by("as_of_date", pl.col("ancestor_id").alias("entity_id"), *KEYS)
-        .agg(pl.col("B1").sum(), pl.col("B2").sum())
-        .select("as_of_date", pl.lit("manager").alias("level"), "entity_id", *KEYS, "B1", "B2")
-    )
-    pieces.append(
-        rep_b.group_by("as_of_date", *KEYS)
-        .agg(pl.col("B1").sum(), pl.col("B2").sum())
-        .select("as_of_date", pl.lit("company").alias("level"), pl.lit(COMPANY_ID).alias("entity_id"), *KEYS, "B1", "B2")
-    )
+    parents = roll_up(rep_b.rename({"entity_id": "rep_id"}), hierarchy, ["as_of_date", *KEYS], ["B1", "B2"])
+    pieces = [
+        rep_b.select("as_of_date", pl.lit(REP).alias("level"), "entity_id", *KEYS, "B1", "B2"),
+        parents.select("as_of_date", "level", "entity_id", *KEYS, "B1", "B2"),
+    ]
     linear = ((pl.col("as_of_date") - pl.col("period_start")).dt.total_days() + 1) / (
         (pl.col("period_end") - pl.col("period_start")).dt.total_days() + 1
     )

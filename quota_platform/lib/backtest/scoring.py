@@ -17,7 +17,8 @@ the period's last day. Per period x checkpoint x level x method:
   distribution taken as uniform between grid levels.
 - ``crps``: mean continuous ranked probability score, from the stored quantile grid
   (2 x the mean pinball loss over the grid's levels); for a point forecast, the absolute error.
-- ``brier``: mean (P(at risk) - at risk)^2 where at risk means attainment below 80% at period end;
+- ``brier``: mean (P(at risk) - at risk)^2 where at risk means attainment at period end below
+  ``Rules.at_risk_pct`` (80% by default);
   ``base_rate`` is the share of rows that ended at risk, and ``brier_skill`` = 1 - brier / (base
   rate x (1 - base rate)), the skill against always forecasting the base rate.
 
@@ -38,12 +39,15 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from quota_platform.lib.forecast.projection import AT_RISK_PCT, QUANTILE_GRID
+from quota_platform.lib.backtest.baselines import KEYS
+from quota_platform.lib.core.rules import Rules
+from quota_platform.lib.forecast.projection import QUANTILE_GRID
 from quota_platform.lib.forecast.training import Period
 
-CHECKPOINTS = (0.25, 0.50, 0.75)
+# Fractions of a period at which its projections are scored (checkpoint_pct 25, 50, 75); not the
+# snapshots the models train on (training.TRAINING_CHECKPOINTS).
+SCORED_CHECKPOINTS = (0.25, 0.50, 0.75)
 METHODS = ("model", "B1", "B2", "B3")
-from quota_platform.lib.backtest.baselines import KEYS
 
 ACCURACY_SCHEMA = {
     "period_type": pl.String(),
@@ -73,7 +77,7 @@ ACCURACY_SCHEMA = {
 
 def checkpoint_dates(period_type: str, start: date, end: date) -> dict[int, date]:
     period = Period(period_type, start, end)
-    return {round(100 * f): period.checkpoint(f) for f in CHECKPOINTS}
+    return {round(100 * f): period.checkpoint(f) for f in SCORED_CHECKPOINTS}
 
 
 def checkpoint_rows(projections: pl.DataFrame) -> pl.DataFrame:
@@ -113,20 +117,41 @@ def pit_tail_shares(actual: np.ndarray, quantiles: np.ndarray, levels: np.ndarra
     return below, above
 
 
-def score(rows: pl.DataFrame) -> pl.DataFrame:
+def pinball_loss(predicted: np.ndarray, observed: np.ndarray, quantile: float | np.ndarray) -> np.ndarray:
+    """Quantile (pinball) loss of a predicted ``quantile`` against observed values, elementwise
+    (the three broadcast together, so ``quantile`` may be a grid of levels): quantile x (y - q)
+    if y >= q else (1 - quantile) x (q - y). Its mean over rows and periods is minimised by the
+    true quantile. A level outside (0, 1) raises ValueError."""
+    levels = np.asarray(quantile, dtype=np.float64)
+    if not np.all((0.0 < levels) & (levels < 1.0)):
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    diff = np.asarray(observed, dtype=np.float64) - np.asarray(predicted, dtype=np.float64)
+    return np.maximum(levels * diff, (levels - 1.0) * diff)
+
+
+def interval_coverage(lower: np.ndarray, upper: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """True where lower <= observed <= upper (False where any of them is NaN). The mean over
+    rows of a P10-P90 interval should be near 0.8 when the projections are calibrated."""
+    lo = np.asarray(lower, dtype=np.float64)
+    hi = np.asarray(upper, dtype=np.float64)
+    y = np.asarray(observed, dtype=np.float64)
+    return (lo <= y) & (y <= hi)
+
+
+def score(rows: pl.DataFrame, rules: Rules = Rules()) -> pl.DataFrame:
     """Metrics per period x checkpoint x level x method from checkpoint rows joined with their
-    actual outcome (columns of :func:`baseline_forecasts` plus ``actual``)."""
+    actual outcome (columns of :func:`baseline_forecasts` plus ``actual``). ``rules`` give the
+    at-risk line the Brier score is about (the contract's default unless passed)."""
     rows = rows.filter(pl.col("actual").is_not_null())
     if rows.is_empty():
         return pl.DataFrame(schema=ACCURACY_SCHEMA)
     actual = rows["actual"].to_numpy()
     quota = rows["quota"].to_numpy()
     has_quota = quota > 0
-    at_risk = np.where(has_quota, actual < AT_RISK_PCT / 100.0 * np.where(has_quota, quota, 1.0), np.nan)
+    at_risk = np.where(has_quota, actual < rules.at_risk_pct / 100.0 * np.where(has_quota, quota, 1.0), np.nan)
     quantiles = np.array(rows["projected_quantiles"].to_list(), dtype=float)
     levels = np.array(QUANTILE_GRID)
-    pinball = np.maximum(levels[None, :] * (actual[:, None] - quantiles), (levels[None, :] - 1) * (actual[:, None] - quantiles))
-    crps_model = 2.0 * pinball.mean(axis=1)
+    crps_model = 2.0 * pinball_loss(quantiles, actual[:, None], levels[None, :]).mean(axis=1)
     pit_below, pit_above = pit_tail_shares(actual, quantiles, levels)
     per_method = []
     for method in METHODS:
@@ -140,14 +165,14 @@ def score(rows: pl.DataFrame) -> pl.DataFrame:
             point = rows[method].to_numpy()
             p10 = p90 = np.full(point.shape, np.nan)
             crps = np.abs(point - actual)
-            prob = np.where(has_quota, (point < AT_RISK_PCT / 100.0 * np.where(has_quota, quota, 1.0)).astype(float), np.nan)
+            prob = np.where(has_quota, (point < rules.at_risk_pct / 100.0 * np.where(has_quota, quota, 1.0)).astype(float), np.nan)
             pit = (np.full(point.shape, np.nan), np.full(point.shape, np.nan))
         per_method.append(
             rows.select("period_type", "period_start", "checkpoint_pct", "level", pl.col("as_of_date").alias("checkpoint_date")).with_columns(
                 pl.lit(method).alias("method"),
                 pl.Series("_err", point - actual),
                 pl.Series("_actual", actual),
-                pl.Series("_inside", np.where(np.isnan(p10), np.nan, ((p10 <= actual) & (actual <= p90)).astype(float))),
+                pl.Series("_inside", np.where(np.isnan(p10), np.nan, interval_coverage(p10, p90, actual).astype(float))),
                 pl.Series("_below", np.where(np.isnan(p10), np.nan, (actual < p10).astype(float))),
                 pl.Series("_above", np.where(np.isnan(p90), np.nan, (actual > p90).astype(float))),
                 pl.Series("_pit_below", pit[0]),

@@ -48,12 +48,26 @@ MIN_FIT_TRIALS = 200.0
 SEASONALITY_MONTHS = 24
 
 
+# A win-rate fit is used only if the largest rank-normalised split R-hat over its sampled
+# parameters is at most this and no transition diverged: fit_until_converged retries above it and
+# the blocking check on win_rate_posteriors fails (lib/forecast/winrates.py FitSettings: why the
+# default draws keep R-hat's own noise under it).
+MAX_RHAT = 1.01
+
+
 def converged(diagnostics: dict) -> bool:
-    return diagnostics.get("max_rhat", 99.0) <= 1.01 and diagnostics.get("divergences", 1.0) == 0
+    """Whether one fit's diagnostics (max_rhat, divergences) pass; a missing figure fails."""
+    return diagnostics.get("max_rhat", 99.0) <= MAX_RHAT and diagnostics.get("divergences", 1.0) == 0
+
+
+def unconverged(fits: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``fits`` (one per fit, columns max_rhat and divergences) that did not converge:
+    max R-hat above MAX_RHAT, or any divergent transition."""
+    return fits.filter((pl.col("max_rhat") > MAX_RHAT) | (pl.col("divergences") > 0))
 
 
 def fit_until_converged(cells: pl.DataFrame, settings: FitSettings, roster: pl.DataFrame, log=lambda _: None):
-    """Fit; if the sampler has not converged (R-hat > 1.01 or divergences), fit once more with
+    """Fit; if the sampler has not converged (R-hat above MAX_RHAT or divergences), fit once more with
     twice the tuning and draws, a higher target acceptance and another seed, and keep the better
     of the two. The caller's blocking check still fails if neither converged."""
     posterior = fit_win_rates(cells, settings, roster=roster)

@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import polars as pl
 
-from quota_platform.lib.forecast.training import CHECKPOINTS
+from quota_platform.lib.forecast.training import TRAINING_CHECKPOINTS
 
 PRIOR_DEALS = 2.0
 KEYS = ["rep_id", "quota_type", "product_family"]
@@ -137,7 +137,7 @@ def effective_days(curve: pl.DataFrame | None, quota_type: str | None, elapsed: 
 
 def fit_new_deals(history: pl.DataFrame, teams: pl.DataFrame) -> NewDealModel:
     """``history`` from :func:`training.new_deal_history`; ``teams`` maps rep_id -> team_id."""
-    per_deal_weight = 1.0 / len(CHECKPOINTS)
+    per_deal_weight = 1.0 / len(TRAINING_CHECKPOINTS)
     curve = exposure_curve(history)
     points = history.select("quota_type", "elapsed", "days_remaining").unique()
     points = points.with_columns(

@@ -40,7 +40,7 @@ import numpy as np
 import polars as pl
 
 from quota_platform.lib.core import calendar as cal
-from quota_platform.lib.forecast.training import CHECKPOINTS, Period
+from quota_platform.lib.forecast.training import TRAINING_CHECKPOINTS, Period
 
 # Grid of the scales (sigma, tau per factor) on the response scale (logit or log), and the half-normal
 # prior on each: effects above ~0.5 (a 65% swing in odds or volume) are implausible for a period's place.
@@ -213,7 +213,7 @@ def new_deal_counts(won: pl.DataFrame, periods: list[Period]) -> pl.DataFrame:
     """Per period_id: ``count`` of deals created after the period's first checkpoint and won within
     it, from (period_id, Id, created) rows of won deals; ``y`` = log(count + 0.5), ``var``."""
     first = pl.DataFrame(
-        [(p.id, p.checkpoint(CHECKPOINTS[0])) for p in periods],
+        [(p.id, p.checkpoint(TRAINING_CHECKPOINTS[0])) for p in periods],
         schema={"period_id": pl.String, "_first": pl.Date},
         orient="row",
     )

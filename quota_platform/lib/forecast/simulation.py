@@ -1,5 +1,5 @@
 """Monte Carlo engine of the period-end projections: Bernoulli outcomes of open deals over
-posterior draws, roll-ups of the same draws, summaries, status tiers and backtest scores.
+posterior draws, roll-ups of the same draws, summaries and status tiers.
 
 Pure numpy/scipy; the caller (``projection.py``) builds the inputs from frames.
 
@@ -33,6 +33,7 @@ credit matrix.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,10 +50,6 @@ WORK_DEALS = 512
 """Deals processed at a time within a chunk (a multiple of RNG_BLOCK_DEALS): the float32 and
 float64 temporaries stay at 16 x WORK_DEALS x n_draws bytes (16 MiB at 2,000 draws), whatever
 ``chunk_deals``, and mostly in cache."""
-
-STATUS_TIERS = [(120, "Crushing"), (100, "On Track"), (80, "Watch"), (60, "At Risk")]
-"""(lower bound of projected_pct_p50, inclusive, tier), highest first; below the last: Critical."""
-CRITICAL = "Critical"
 
 LogitSource = Callable[[slice], np.ndarray] | np.ndarray
 
@@ -275,77 +272,21 @@ def _quantile_name(q: float) -> str:
     return f"p{int(round(pct))}"
 
 
-def status_tier(pct_p50: np.ndarray) -> np.ndarray:
-    """Status of each row from its projected attainment P50 (percent, 0-100 scale): Crushing
-    (>= 120), On Track (>= 100), Watch (>= 80), At Risk (>= 60), else Critical. NaN (no quota)
-    gives None, a null status, as the percentages are null then. Object array."""
+def status_tier(pct_p50: np.ndarray, tiers: Sequence[tuple[float, str]]) -> np.ndarray:
+    """Status of each row from its projected attainment P50 (percent, 0-100 scale): the first of
+    ``tiers`` whose lower bound (inclusive) it reaches. ``tiers`` are (bound, name) pairs, bounds
+    strictly decreasing and the last -inf so that every percentage has a tier
+    (``Rules.status_tiers``; by default Crushing >= 120, On Track >= 100, Watch >= 80, At Risk
+    >= 60, else Critical); other tiers raise ValueError. NaN (no quota) gives None, a null
+    status, as the percentages are null then. Object array."""
+    bounds = [float(bound) for bound, _ in tiers]
+    if not bounds or bounds[-1] != -np.inf or any(hi <= lo for hi, lo in pairwise(bounds)):
+        raise ValueError(f"status tiers need strictly decreasing bounds ending at -inf, got {list(tiers)}")
     pct = np.asarray(pct_p50, dtype=np.float64)
-    out = np.full(pct.shape, CRITICAL, dtype=object)
-    assigned = np.zeros(pct.shape, dtype=bool)
-    for bound, name in STATUS_TIERS:
+    out = np.full(pct.shape, None, dtype=object)
+    assigned = np.isnan(pct)
+    for bound, name in tiers:
         hit = ~assigned & (pct >= bound)
         out[hit] = name
         assigned |= hit
-    out[np.isnan(pct)] = None
     return out
-
-
-def exact_moments(p: np.ndarray, credit) -> tuple[np.ndarray, np.ndarray]:
-    """Exact mean and variance per row j of sum_i Bernoulli(p_i) x credit[i, j] for independent
-    deals with fixed probabilities (no shock): mean = sum_i p_i c_ij, var = sum_i p_i (1 - p_i) c_ij**2.
-    ``credit`` is ``(n_deals, n_rows)``, dense or sparse."""
-    p = np.asarray(p, dtype=np.float64)
-    if sp.issparse(credit):
-        c = sp.csr_matrix(credit, dtype=np.float64)
-        c2 = c.multiply(c)
-    else:
-        c = np.asarray(credit, dtype=np.float64)
-        c2 = c * c
-    if p.shape != (c.shape[0],):
-        raise ValueError(f"p has shape {p.shape}, expected ({c.shape[0]},)")
-    mean = np.asarray(c.T @ p).ravel()
-    var = np.asarray(c2.T @ (p * (1.0 - p))).ravel()
-    return mean, var
-
-
-# --------------------------------------------------------------------------------------------------
-# backtest scores
-# --------------------------------------------------------------------------------------------------
-
-
-def crps_from_draws(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Continuous ranked probability score per row of the ensemble ``draws`` ``(n_draws, n_rows)``
-    against ``observed`` ``(n_rows,)``: E|X - y| - 0.5 E|X - X'|, X and X' independent draws from
-    the ensemble (all n**2 pairs, the self-pairs included). E|X - X'| comes from the sorted sample,
-    sum_{i,j} |x_i - x_j| = 2 sum_k (2k - n - 1) x_(k) for k = 1..n, in O(n log n). Lower is
-    better; in the units of the amounts; NaN where observed is NaN."""
-    x = np.asarray(draws, dtype=np.float64)
-    y = np.asarray(observed, dtype=np.float64)
-    if x.ndim != 2 or y.shape != (x.shape[1],):
-        raise ValueError(f"draws {x.shape} and observed {y.shape} do not align")
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError("no draws")
-    abs_err = np.abs(x - y).mean(axis=0)
-    weights = 2.0 * np.arange(1, n + 1) - n - 1.0
-    spread = 2.0 * (weights @ np.sort(x, axis=0)) / (n * n)
-    return abs_err - 0.5 * spread
-
-
-def pinball_loss(predicted: np.ndarray, observed: np.ndarray, quantile: float) -> np.ndarray:
-    """Quantile (pinball) loss of a predicted ``quantile`` against observed values, elementwise:
-    quantile x (y - q) if y >= q else (1 - quantile) x (q - y). Its mean over rows and periods is
-    minimised by the true quantile."""
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    diff = np.asarray(observed, dtype=np.float64) - np.asarray(predicted, dtype=np.float64)
-    return np.maximum(quantile * diff, (quantile - 1.0) * diff)
-
-
-def interval_coverage(lower: np.ndarray, upper: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """True where lower <= observed <= upper (False where any of them is NaN). The mean over
-    rows of a P10-P90 interval should be near 0.8 when the projections are calibrated."""
-    lo = np.asarray(lower, dtype=np.float64)
-    hi = np.asarray(upper, dtype=np.float64)
-    y = np.asarray(observed, dtype=np.float64)
-    return (lo <= y) & (y <= hi)

@@ -35,8 +35,13 @@ from quota_platform.lib.core import calendar as cal
 from quota_platform.lib.core.currency import RATE_COL, attach_rates
 from quota_platform.lib.core.quota_types import deal_class
 
-CHECKPOINTS = (0.1, 0.3, 0.5, 0.7, 0.9)
+# Fractions of a closed period at which its open deals are observed for training (the win-rate
+# cells, the new-deal history); not the backtest's scored checkpoints (scoring.SCORED_CHECKPOINTS).
+TRAINING_CHECKPOINTS = (0.1, 0.3, 0.5, 0.7, 0.9)
+# Where an open deal's close date sits against the as-of date and the period end
+# (close_date_bucket), in the order of the win-rate model's bucket axis.
 BUCKET_IN_PERIOD, BUCKET_OVERDUE, BUCKET_LATER = "in_period", "overdue", "later"
+BUCKETS = (BUCKET_IN_PERIOD, BUCKET_OVERDUE, BUCKET_LATER)
 
 # Deal size. Large deals close less often and later than the rest of their class (more people
 # sign, more can go wrong), and they carry a large share of the money: one rate for all sizes
@@ -104,7 +109,7 @@ def _checkpoint_frame(periods: list[Period]) -> pl.DataFrame:
         [
             (p.id, p.start, p.end, p.checkpoint(f), p.elapsed(p.checkpoint(f)))
             for p in periods
-            for f in CHECKPOINTS
+            for f in TRAINING_CHECKPOINTS
         ],
         schema={"period_id": pl.String, "period_start": pl.Date, "period_end": pl.Date, "as_of_date": pl.Date, "elapsed": pl.Float64},
         orient="row",

@@ -83,14 +83,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from quota_platform.lib.forecast.training import (
-    BUCKET_IN_PERIOD,
-    BUCKET_LATER,
-    BUCKET_OVERDUE,
-    CHECKPOINTS,
-)
-
-BUCKETS = (BUCKET_IN_PERIOD, BUCKET_OVERDUE, BUCKET_LATER)
+from quota_platform.lib.forecast.training import BUCKETS
 
 CELL_COLUMNS = ("rep_id", "team_id", "stage", "close_date_bucket", "elapsed", "period_id", "trials", "wins")
 # optional cells column: the deal's class (new business, expansion, renewal, ...); absent, every
@@ -109,6 +102,10 @@ SUMMARY_SCHEMA = {
     "n_observed": pl.Float64,
     "pooled_from": pl.String,
 }
+
+# The seed of the win-rate fit (FitSettings) and of the projections' Monte Carlo
+# (projection.SimulationSettings) when the caller gives none.
+DEFAULT_SEED = 20240917
 
 PRIOR_MU = (-1.0, 1.5)
 PRIOR_SLOPE_SD = 1.0
@@ -147,8 +144,9 @@ def configure_compile_cache(path: Path) -> None:
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Sampler settings. The defaults give max R-hat <= 1.01 and no divergences on data shaped
-    like the platform's (tried: 24 to 500 reps, up to 3,300 parameters, 1 to 8 periods, scales
+    """Sampler settings. The defaults keep max R-hat within the limit of the caller's blocking
+    check (lib/forecast/model_fit.py MAX_RHAT) and give no divergences on data shaped like the
+    platform's (tried: 24 to 500 reps, up to 3,300 parameters, 1 to 8 periods, scales
     from 0.05 to 0.6, reps without teams, a stage-bucket won every time): max R-hat 1.004-1.007.
 
     Why 2 x 2,000 draws: the caller's check takes the maximum R-hat over thousands of
@@ -162,7 +160,7 @@ class FitSettings:
     tune: int = 300
     chains: int = 2
     target_accept: float = 0.8
-    seed: int = 20240101
+    seed: int = DEFAULT_SEED
     sampler: str = "nutpie"  # or "pymc"
 
 
@@ -257,57 +255,80 @@ class WinRatePosterior:
                 f"rep_ids, team_ids, stages and buckets must have one entry per item; got lengths "
                 f"{n}, {len(team_ids)}, {len(stages)}, {len(buckets)}"
             )
-        if deal_classes is None:
-            if len(self.deal_classes) != 1:
-                raise ValueError(
-                    f"the win-rate model has deal classes {', '.join(map(repr, self.deal_classes))}: "
-                    f"pass deal_classes, one per item"
-                )
-            c_idx = np.zeros(n, dtype=np.int64)
-        else:
-            if isinstance(deal_classes, str) or len(deal_classes) != n:
-                got = "a string" if isinstance(deal_classes, str) else f"length {len(deal_classes)}"
-                raise ValueError(f"deal_classes must have one entry per item ({n}); got {got}")
-            class_pos = {c: i for i, c in enumerate(self.deal_classes)}
-            c_idx = np.array([class_pos.get(c, -1) for c in deal_classes], dtype=np.int64)
+        c_idx = self._class_index(deal_classes, n)
         s_idx = self.stage_index(stages)
         b_idx = _bucket_index(buckets)
         e = np.broadcast_to(np.asarray(elapsed, dtype=np.float64), (n,))
         if not np.all(np.isfinite(e)):
             raise ValueError("elapsed must be finite")
         gen = np.random.default_rng(rng)
-        total = self.n_draws
-        if n_draws is None:
-            sel = np.arange(total)
-        else:
-            if n_draws < 1:
-                raise ValueError(f"n_draws must be positive, got {n_draws}")
-            sel = gen.choice(total, size=n_draws, replace=n_draws > total)
-        d = sel.size
-        dr = self.draws
+        sel = self._select_draws(gen, n_draws)
         # drawn before anything that depends on the items, so that one seed gives the same draws
         # and the same shocks in every call, whatever reps and teams are asked about
-        shock = self.period_shock_sd[sel] * gen.standard_normal(d) if period_shock else None
+        shock = self.period_shock_sd[sel] * gen.standard_normal(sel.size) if period_shock else None
+        eta = self._baseline_logits(sel, s_idx, c_idx, b_idx, e)
+        self._add_team_effects(eta, gen, sel, team_ids, s_idx)
+        self._add_rep_effects(eta, gen, sel, rep_ids, s_idx)
+        if shock is not None:
+            eta += shock[:, None]
+        return eta
 
+    def _class_index(self, deal_classes: Sequence[str] | None, n: int) -> np.ndarray:
+        """Each item's position on the model's class axis, -1 for a class the model has not seen;
+        ValueError if the classes do not match the items or are needed and missing."""
+        if deal_classes is None:
+            if len(self.deal_classes) != 1:
+                raise ValueError(
+                    f"the win-rate model has deal classes {', '.join(map(repr, self.deal_classes))}: "
+                    f"pass deal_classes, one per item"
+                )
+            return np.zeros(n, dtype=np.int64)
+        if isinstance(deal_classes, str) or len(deal_classes) != n:
+            got = "a string" if isinstance(deal_classes, str) else f"length {len(deal_classes)}"
+            raise ValueError(f"deal_classes must have one entry per item ({n}); got {got}")
+        class_pos = {c: i for i, c in enumerate(self.deal_classes)}
+        return np.array([class_pos.get(c, -1) for c in deal_classes], dtype=np.int64)
+
+    def _select_draws(self, gen: np.random.Generator, n_draws: int | None) -> np.ndarray:
+        """Indices of the posterior draws used: all in order for None, else ``n_draws`` from
+        ``gen`` (with replacement only if more are asked for than exist)."""
+        total = self.n_draws
+        if n_draws is None:
+            return np.arange(total)
+        if n_draws < 1:
+            raise ValueError(f"n_draws must be positive, got {n_draws}")
+        return gen.choice(total, size=n_draws, replace=n_draws > total)
+
+    def _baseline_logits(
+        self, sel: np.ndarray, s_idx: np.ndarray, c_idx: np.ndarray, b_idx: np.ndarray, e: np.ndarray
+    ) -> np.ndarray:
+        """(draws, items): the company logit of each item's stage, class and bucket at its elapsed
+        fraction; a class the model has not seen (-1) gets the average over the known classes."""
+        dr = self.draws
         rows = sel[:, None]  # index draws and items together: no copy of whole draw arrays
         known_c = c_idx >= 0
         if known_c.all():
-            eta = dr["mu"][rows, s_idx, c_idx, b_idx] + dr["slope"][rows, c_idx, b_idx] * (e - 0.5)
-        else:
-            eta = np.empty((d, n))
-            k = known_c
-            eta[:, k] = (
-                dr["mu"][rows, s_idx[k], c_idx[k], b_idx[k]]
-                + dr["slope"][rows, c_idx[k], b_idx[k]] * (e[k] - 0.5)
-            )
-            # a class the model has not seen: the average over the known classes, per draw
-            u = ~known_c
-            eta[:, u] = (
-                dr["mu"][rows, s_idx[u], :, b_idx[u]].mean(axis=2)
-                + dr["slope"][rows, :, b_idx[u]].mean(axis=2) * (e[u] - 0.5)
-            )
+            return dr["mu"][rows, s_idx, c_idx, b_idx] + dr["slope"][rows, c_idx, b_idx] * (e - 0.5)
+        eta = np.empty((sel.size, c_idx.size))
+        k = known_c
+        eta[:, k] = (
+            dr["mu"][rows, s_idx[k], c_idx[k], b_idx[k]]
+            + dr["slope"][rows, c_idx[k], b_idx[k]] * (e[k] - 0.5)
+        )
+        # a class the model has not seen: the average over the known classes, per draw
+        u = ~known_c
+        eta[:, u] = (
+            dr["mu"][rows, s_idx[u], :, b_idx[u]].mean(axis=2)
+            + dr["slope"][rows, :, b_idx[u]].mean(axis=2) * (e[u] - 0.5)
+        )
+        return eta
 
-        # team x stage effect: known teams from the posterior, unknown teams drawn fresh
+    def _add_team_effects(
+        self, eta: np.ndarray, gen: np.random.Generator, sel: np.ndarray, team_ids: Sequence[str | None], s_idx: np.ndarray
+    ) -> None:
+        """Adds to ``eta`` each item's team x stage effect: a known team's from the posterior, a
+        team the model has not seen drawn fresh from ``gen`` (one draw per team), none for None."""
+        dr = self.draws
         team_pos = {t: i for i, t in enumerate(self.teams)}
         new_teams = sorted({t for t in team_ids if t is not None and t not in team_pos})
         new_team_pos = {t: i for i, t in enumerate(new_teams)}
@@ -315,20 +336,25 @@ class WinRatePosterior:
         new_t = np.array([t is not None and t in new_team_pos for t in team_ids], dtype=bool)
         if known_t.any():
             t_idx = np.array([team_pos[t] for t, k in zip(team_ids, known_t) if k], dtype=np.int64)
-            eta[:, known_t] += dr["team"][rows, t_idx, s_idx[known_t]]
+            eta[:, known_t] += dr["team"][sel[:, None], t_idx, s_idx[known_t]]
         if new_t.any():
             effect = _new_team_effects(gen, dr["sigma_team"][sel], len(new_teams), len(self.stages))
             u_idx = np.array([new_team_pos[t] for t, k in zip(team_ids, new_t) if k], dtype=np.int64)
             eta[:, new_t] += effect[:, u_idx, s_idx[new_t]]
 
-        # rep effects: known reps from the posterior, unknown reps drawn fresh
+    def _add_rep_effects(
+        self, eta: np.ndarray, gen: np.random.Generator, sel: np.ndarray, rep_ids: Sequence[str], s_idx: np.ndarray
+    ) -> None:
+        """Adds to ``eta`` each item's rep effect in its stage: a known rep's from the posterior, a
+        rep the model has not seen drawn fresh from ``gen`` (one draw per rep id)."""
+        dr = self.draws
         rep_pos = {r: i for i, r in enumerate(self.reps)}
         new_reps = sorted({r for r in rep_ids if r not in rep_pos})
         new_rep_pos = {r: i for i, r in enumerate(new_reps)}
         known_r = np.array([r in rep_pos for r in rep_ids], dtype=bool)
         if known_r.any():
             r_idx = np.array([rep_pos[r] for r, k in zip(rep_ids, known_r) if k], dtype=np.int64)
-            eta[:, known_r] += dr["rep"][rows, r_idx, s_idx[known_r]]
+            eta[:, known_r] += dr["rep"][sel[:, None], r_idx, s_idx[known_r]]
         if new_reps:
             effect = _new_rep_effects(
                 gen, dr["sigma_rep"][sel], dr["sigma_rep_stage"][sel], len(new_reps), len(self.stages)
@@ -336,13 +362,9 @@ class WinRatePosterior:
             u_idx = np.array([new_rep_pos[r] for r, k in zip(rep_ids, known_r) if not k], dtype=np.int64)
             eta[:, ~known_r] += effect[:, u_idx, s_idx[~known_r]]
 
-        if shock is not None:
-            eta += shock[:, None]
-        return eta
-
     def probability_draws(self, *args: Any, **kwargs: Any) -> np.ndarray:
         """:meth:`logit_draws` on the probability scale."""
-        return _sigmoid(self.logit_draws(*args, **kwargs))
+        return sigmoid(self.logit_draws(*args, **kwargs))
 
     def summary(self) -> pl.DataFrame:
         """One row per rep x stage x deal class x close-date bucket (the fitted classes), at
@@ -370,7 +392,7 @@ class WinRatePosterior:
                 list(reps[i:j]), teams[i:j], list(stages[i:j]), list(buckets[i:j]), 0.5,
                 rng=self._seed(), deal_classes=list(classes[i:j]),
             )
-            p = np.ascontiguousarray(_sigmoid(logits).T)  # (items, draws): quantiles run along rows
+            p = np.ascontiguousarray(sigmoid(logits).T)  # (items, draws): quantiles run along rows
             mean[i:j] = p.mean(axis=1)
             p10[i:j], p90[i:j] = np.quantile(p, [0.1, 0.9], axis=1)
 
@@ -435,7 +457,8 @@ def _new_rep_effects(
     return sigma_rep[:, None, None] * main + sigma_rep_stage[:, None, None] * z
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), written with tanh so that it never overflows."""
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
@@ -708,7 +731,7 @@ def _softplus_sum_numpy(unit_eta: np.ndarray, time_eta: np.ndarray, cells: np.nd
     unit_eta and time_eta, for ``cells`` rows (u, k, n). The reference for the numba kernel."""
     u, k, n = cells[0].astype(np.int64), cells[1].astype(np.int64), cells[2]
     eta = unit_eta[u] + time_eta[k]
-    weight = n * _sigmoid(eta)
+    weight = n * sigmoid(eta)
     return (
         float(np.dot(n, np.logaddexp(0.0, eta))),
         np.bincount(u, weights=weight, minlength=unit_eta.size),
@@ -1120,178 +1143,3 @@ def _geyer_ess(rho: np.ndarray, n_draws: int, total: int) -> float:
     tau = -1.0 + 2.0 * np.sum(rho_t[: max_t + 1]) + np.sum(rho_t[max_t + 1 : max_t + 2])
     tau = max(tau, 1.0 / np.log10(total))
     return float("nan") if np.isnan(rho_t).any() else total / tau
-
-
-@dataclass(frozen=True)
-class SimulatedWinRates:
-    """Synthetic training cells drawn from the model itself, with the truth that generated them
-    (for tests and benchmarks). ``mu`` and ``slope`` are per deal class (``deal_classes``, the
-    order of their class axis); ``team`` and ``rep`` are the team x stage and total rep effects
-    on the logit scale, shared by the classes; ``period`` the realised period effects, centred to
-    mean zero so that the average period of the data is the model's average period. The truth
-    methods take ``deal_class`` (default: the first class)."""
-
-    cells: pl.DataFrame
-    roster: pl.DataFrame
-    reps: list[str]
-    teams: list[str]
-    stages: list[str]
-    periods: list[str]
-    rep_team: dict[str, str]
-    mu: np.ndarray  # (n_stages, n_classes, n_buckets)
-    slope: np.ndarray  # (n_classes, n_buckets)
-    team: np.ndarray  # (n_teams, n_stages)
-    rep: np.ndarray  # (n_reps, n_stages)
-    period: np.ndarray  # (n_periods,)
-    rep_sd: float = 0.0  # sd of a rep's total effect in one stage (rep and rep x stage)
-    deal_classes: list[str] = field(default_factory=lambda: [DEFAULT_DEAL_CLASS])
-
-    def _class(self, deal_class: str | None) -> int:
-        return 0 if deal_class is None else self.deal_classes.index(deal_class)
-
-    def true_logit(
-        self, rep_id: str, stage: str, bucket: str, elapsed: float = 0.5, *, deal_class: str | None = None
-    ) -> float:
-        r, s, b = self.reps.index(rep_id), self.stages.index(stage), BUCKETS.index(bucket)
-        t, c = self.teams.index(self.rep_team[rep_id]), self._class(deal_class)
-        return float(self.mu[s, c, b] + self.slope[c, b] * (elapsed - 0.5) + self.team[t, s] + self.rep[r, s])
-
-    def true_rate(
-        self, rep_id: str, stage: str, bucket: str, elapsed: float = 0.5, *, deal_class: str | None = None
-    ) -> float:
-        return float(_sigmoid(np.asarray(self.true_logit(rep_id, stage, bucket, elapsed, deal_class=deal_class))))
-
-    def true_new_rep_rate(
-        self, team_id: str, stage: str, bucket: str, elapsed: float = 0.5, *, deal_class: str | None = None
-    ) -> float:
-        """The win rate a new rep of ``team_id`` has on average over the population of reps:
-        E[sigmoid(mu + slope * (elapsed - 0.5) + team + rep)], rep ~ N(0, rep_sd^2)."""
-        s, b, t = self.stages.index(stage), BUCKETS.index(bucket), self.teams.index(team_id)
-        c = self._class(deal_class)
-        nodes, weights = np.polynomial.hermite_e.hermegauss(60)
-        eta = self.mu[s, c, b] + self.slope[c, b] * (elapsed - 0.5) + self.team[t, s] + self.rep_sd * nodes
-        return float(np.dot(weights, _sigmoid(eta)) / weights.sum())
-
-
-def simulate_cells(
-    n_teams: int = 3,
-    reps_per_team: int | Sequence[int] = 8,
-    n_stages: int = 4,
-    n_periods: int = 4,
-    deals_per_rep_period: float = 75.0,
-    seed: int = 0,
-    sigma_team: float = 0.3,
-    sigma_rep: float = 0.4,
-    sigma_rep_stage: float = 0.3,
-    sigma_period: float = 0.2,
-    reps_without_data: int = 0,
-    deal_classes: Sequence[str] = (DEFAULT_DEAL_CLASS,),
-    class_offsets: Sequence[float] | None = None,
-) -> SimulatedWinRates:
-    """Cells shaped like :func:`quota_platform.lib.forecast.training.win_rate_cells`. Per rep and period a
-    Poisson number of deals (mean ``deals_per_rep_period``), each with a stage and a close-date
-    bucket, open at k consecutive checkpoints (k uniform on 1..5) and won or not once, with the
-    model's probability at the mean elapsed fraction of its checkpoints. Each of its k
-    observations is down-weighted to 1/k as the training cells are, so a deal adds one trial in
-    all, spread fractionally over cells.
-
-    Company rates rise with the stage (logit -2.5 .. 0.5) and fall from in_period to overdue to
-    later; the elapsed slope is +0.5 in period, -0.5 overdue, -1.5 later. The last
-    ``reps_without_data`` reps of team 0 are in the roster but have no cells.
-
-    Each deal has one of ``deal_classes``, uniformly at random (drawn only if there are several,
-    so that one class gives the same deals as before classes); class k adds ``class_offsets[k]``
-    (default 0) to mu, with the same slopes for every class. The cells carry deal_class."""
-    deal_classes = [str(c) for c in deal_classes]
-    n_cls = len(deal_classes)
-    if n_cls == 0 or len(set(deal_classes)) != n_cls:
-        raise ValueError(f"deal_classes must be distinct and not empty, got {deal_classes}")
-    offsets = np.zeros(n_cls) if class_offsets is None else np.asarray(class_offsets, dtype=np.float64)
-    if offsets.shape != (n_cls,):
-        raise ValueError(f"class_offsets must have one entry per deal class ({n_cls}), got {list(offsets)}")
-    gen = np.random.default_rng(seed)
-    sizes = [reps_per_team] * n_teams if isinstance(reps_per_team, int) else list(reps_per_team)
-    if len(sizes) != n_teams:
-        raise ValueError("reps_per_team must be an int or one size per team")
-    teams = [f"T{t:03d}" for t in range(n_teams)]
-    stages = [f"S{s}" for s in range(n_stages)]
-    periods = [f"quarter:{2024 + p // 4}-{1 + 3 * (p % 4):02d}-01" for p in range(n_periods)]
-    rep_team = {f"R{t:03d}_{i:02d}": teams[t] for t in range(n_teams) for i in range(sizes[t])}
-    reps = sorted(rep_team)
-    team0 = [r for r in reps if rep_team[r] == teams[0]]
-    silent = set(team0[len(team0) - reps_without_data:]) if reps_without_data else set()
-
-    n_s, n_b, n_r, n_p = n_stages, len(BUCKETS), len(reps), n_periods
-    base_mu = np.linspace(-2.5, 0.5, n_s)[:, None] + np.array([0.0, -0.7, -1.5])[None, :]
-    base_slope = np.array([0.5, -0.5, -1.5])
-    mu = base_mu[:, None, :] + offsets[None, :, None]  # (stage, class, bucket)
-    slope = np.broadcast_to(base_slope, (n_cls, n_b)).copy()  # (class, bucket)
-    team = sigma_team * gen.standard_normal((n_teams, n_s))
-    rep = sigma_rep * gen.standard_normal((n_r, 1)) + sigma_rep_stage * gen.standard_normal((n_r, n_s))
-    period = sigma_period * gen.standard_normal(n_p)
-    period -= period.mean()
-
-    stage_share = np.linspace(1.5, 0.5, n_s)
-    stage_share /= stage_share.sum()
-    bucket_share = np.array([0.5, 0.2, 0.3])
-    checkpoints = np.array(CHECKPOINTS)
-    n_c = checkpoints.size
-    rep_team_i = np.array([teams.index(rep_team[r]) for r in reps])
-
-    # deals
-    active = np.array([r not in silent for r in reps], dtype=float)
-    per = gen.poisson(deals_per_rep_period * np.repeat(active, n_p))
-    d_rep = np.repeat(np.repeat(np.arange(n_r), n_p), per)
-    d_period = np.repeat(np.tile(np.arange(n_p), n_r), per)
-    n_d = d_rep.size
-    d_stage = gen.choice(n_s, size=n_d, p=stage_share)
-    d_bucket = gen.choice(n_b, size=n_d, p=bucket_share)
-    d_class = gen.integers(0, n_cls, size=n_d) if n_cls > 1 else np.zeros(n_d, dtype=np.int64)
-    d_k = gen.integers(1, n_c + 1, size=n_d)
-    d_start = (gen.random(n_d) * (n_c - d_k + 1)).astype(np.int64)
-    d_elapsed = checkpoints[d_start] + (d_k - 1) * (checkpoints[1] - checkpoints[0]) / 2.0
-    eta = (
-        mu[d_stage, d_class, d_bucket] + slope[d_class, d_bucket] * (d_elapsed - 0.5)
-        + team[rep_team_i[d_rep], d_stage] + rep[d_rep, d_stage] + period[d_period]
-    )
-    d_won = (gen.random(n_d) < _sigmoid(eta)).astype(float)
-
-    # observations: each deal at its k checkpoints, weight 1/k
-    o_deal = np.repeat(np.arange(n_d), d_k)
-    o_check = d_start[o_deal] + (np.arange(o_deal.size) - np.repeat(np.cumsum(d_k) - d_k, d_k))
-    weight = 1.0 / d_k[o_deal]
-    seg = d_class * n_b + d_bucket  # deal class and bucket
-    n_g = n_cls * n_b
-    cell = (((d_rep[o_deal] * n_p + d_period[o_deal]) * n_s + d_stage[o_deal]) * n_g + seg[o_deal]) * n_c + o_check
-    n_cells = n_r * n_p * n_s * n_g * n_c
-    trials = np.bincount(cell, weights=weight, minlength=n_cells)
-    wins = np.bincount(cell, weights=weight * d_won[o_deal], minlength=n_cells)
-    keep = np.flatnonzero(trials > 0)
-    r_i, rest = np.divmod(keep, n_p * n_s * n_g * n_c)
-    p_i, rest = np.divmod(rest, n_s * n_g * n_c)
-    s_i, rest = np.divmod(rest, n_g * n_c)
-    g_i, c_i = np.divmod(rest, n_c)
-    k_i, b_i = np.divmod(g_i, n_b)
-    cells = pl.DataFrame(
-        {
-            "rep_id": np.array(reps, dtype=object)[r_i].tolist(),
-            "team_id": np.array(teams, dtype=object)[rep_team_i[r_i]].tolist(),
-            "stage": np.array(stages, dtype=object)[s_i].tolist(),
-            "deal_class": np.array(deal_classes, dtype=object)[k_i].tolist(),
-            "close_date_bucket": np.array(BUCKETS, dtype=object)[b_i].tolist(),
-            "elapsed": checkpoints[c_i],
-            "period_id": np.array(periods, dtype=object)[p_i].tolist(),
-            "trials": trials[keep],
-            "wins": np.minimum(wins[keep], trials[keep]),
-        },
-        schema={
-            c: (pl.Float64 if c in ("elapsed", "trials", "wins") else pl.String)
-            for c in ("rep_id", "team_id", "stage", DEAL_CLASS, *CELL_COLUMNS[3:])
-        },
-    )
-    roster = pl.DataFrame({"rep_id": reps, "team_id": [rep_team[r] for r in reps]})
-    return SimulatedWinRates(
-        cells=cells, roster=roster, reps=reps, teams=teams, stages=stages, periods=periods,
-        rep_team=rep_team, mu=mu, slope=slope, team=team, rep=rep, period=period,
-        rep_sd=float(np.hypot(sigma_rep, sigma_rep_stage)), deal_classes=deal_classes,
-    )
