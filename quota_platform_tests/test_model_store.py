@@ -538,3 +538,12 @@ def test_io_manager_stores_and_loads_every_month_of_a_run(tmp_path):
         store.handle_output(dg.build_output_context(asset_key=dg.AssetKey(ASSET), partition_key="2026-02-01",
                                                     asset_partitions_def=monthly), {"2026-01-01": _small_model()})
 
+
+def test_the_fit_and_the_projections_carry_their_code_versions():
+    """A format change marks every fitted month stale in Dagster: the fit's code version holds it."""
+    from quota_platform.defs.forecast.assets import projection_assets
+
+    assets = projection_assets(dg.DailyPartitionsDefinition("2025-01-01"), dg.MonthlyPartitionsDefinition("2025-01-01"))
+    versions = {key.to_user_string(): v for a in assets for key, v in a.code_versions_by_key.items()}
+    assert versions["win_rate_posteriors"] == versions["projection_model"] == f"1.format-{MODEL_FORMAT}" == "1.format-3"
+    assert versions["projections"] == "1"

@@ -17,10 +17,16 @@ from quota_platform.lib import schemas
 from quota_platform.lib.attainment.crediting import stage_flags
 from quota_platform.lib.attainment.pipeline import open_pipeline
 from quota_platform.lib.forecast.model_fit import fit_projection_model
-from quota_platform.lib.forecast.projection import project
+from quota_platform.lib.forecast.projection import MODEL_FORMAT, project
 from quota_platform.resources import ModelSettings, RulesResource
 
 GROUP = "projections"
+# code_version of win_rate_posteriors_asset (win_rate_posteriors, projection_model): bump the
+# leading number when what the fit produces means something else (model, priors, training data);
+# the stored model's format is part of it, so a format change shows every fitted month as stale.
+WIN_RATE_FIT_CODE_VERSION = f"1.format-{MODEL_FORMAT}"
+# code_version of projections: bump when the same model and inputs would project differently.
+PROJECTIONS_CODE_VERSION = "1"
 
 CREDIT_OBJECTS = dict(
     raw_user=dg.AssetIn(), raw_forecasting_type=dg.AssetIn(), raw_forecasting_quota=dg.AssetIn(),
@@ -88,6 +94,7 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
 
     @dg.multi_asset(
         name="win_rate_posteriors_asset",
+        code_version=WIN_RATE_FIT_CODE_VERSION,
         outs={
             "win_rate_posteriors": dg.AssetOut(
                 group_name=GROUP,
@@ -196,6 +203,7 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
 
     @dg.asset(
         name="projections",
+        code_version=PROJECTIONS_CODE_VERSION,
         group_name=GROUP,
         partitions_def=daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
