@@ -44,8 +44,13 @@ from quota_platform.lib.forecast.projection import (
     project,
 )
 from quota_platform.lib.forecast.seasonality import SeasonalAdjustment
-from quota_platform.lib.forecast.winrates import FitSettings, WinRatePosterior
+from quota_platform.lib.forecast.winrates import (
+    FitSettings,
+    WinRatePosterior,
+    configure_compile_cache,
+)
 from quota_platform.samples.demo_org import generate_demo_org
+from quota_platform.settings import Settings
 from quota_platform.sources.files import read_object
 from quota_platform.warehouse import model_store
 from quota_platform.warehouse.model_store import (
@@ -141,6 +146,15 @@ def _assert_same_model(got: ProjectionModel, want: ProjectionModel) -> None:
             assert np.array_equal(back.draws[name], values), name
 
 
+def _short_fit() -> FitSettings:
+    """A short sampler run, compiled where the platform's own fits in this process compile:
+    PyTensor fixes its compile directory when first imported, and a later fit through the
+    resources (test_assets) refuses another one."""
+    if "pytensor" not in sys.modules:
+        configure_compile_cache(Settings().compile_cache_dir)
+    return FitSettings(draws=100, tune=100, chains=2)
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """A model fitted by the lib on a small demo org (short sampler run), and the frames one
@@ -155,7 +169,7 @@ def fitted(tmp_path_factory):
     model, _ = fit_projection_model(
         FIT_MONTH, window_months=6, period_types=["quarter"], opportunities=o["Opportunity"],
         history=o["OpportunityHistory"], stages=o["OpportunityStage"], teams=teams, inputs=inputs,
-        fit_settings=FitSettings(draws=100, tune=100, chains=2),
+        fit_settings=_short_fit(),
     )
     pipeline = open_pipeline(o["Opportunity"], o["OpportunityHistory"], stage_flags(o["OpportunityStage"], o["Opportunity"]),
                              [AS_OF], inputs)[0]
