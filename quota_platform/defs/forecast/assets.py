@@ -26,10 +26,16 @@ from quota_platform.lib import schemas
 from quota_platform.lib.attainment.crediting import stage_flags
 from quota_platform.lib.attainment.pipeline import open_pipeline
 from quota_platform.lib.forecast.model_fit import fit_projection_model
-from quota_platform.lib.forecast.projection import project
+from quota_platform.lib.forecast.projection import MODEL_FORMAT, project
 from quota_platform.resources import ModelSettings, RulesResource
 
 GROUP = "projections"
+# code_version of win_rate_posteriors_asset (win_rate_posteriors, projection_model): bump the
+# leading number when what the fit produces means something else (model, priors, training data);
+# the stored model's format is part of it, so a format change shows every fitted month as stale.
+WIN_RATE_FIT_CODE_VERSION = f"1.format-{MODEL_FORMAT}"
+# code_version of projections: bump when the same model and inputs would project differently.
+PROJECTIONS_CODE_VERSION = "1"
 
 
 def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -92,6 +98,7 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
 
     @dg.multi_asset(
         name="win_rate_posteriors_asset",
+        code_version=WIN_RATE_FIT_CODE_VERSION,
         outs={
             "win_rate_posteriors": dg.AssetOut(
                 group_name=GROUP,
@@ -112,7 +119,8 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
                 kinds={"pymc"},
                 description=(
                     "The month's fitted projection model (posterior draws, deals-not-yet-created "
-                    "model, pacing curve), stored as a pickle per month for the daily projections."
+                    "model, pacing curve, seasonal adjustment), stored per month as JSON, Parquet and .npy "
+                    "parts (docs/model_store.md) for the daily projections."
                 ),
             ),
         },
@@ -192,6 +200,7 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
 
     @dg.asset(
         name="projections",
+        code_version=PROJECTIONS_CODE_VERSION,
         group_name=GROUP,
         partitions_def=daily,
         backfill_policy=dg.BackfillPolicy.single_run(),

@@ -38,9 +38,10 @@ from quota_platform.lib.forecast.seasonality import SeasonalAdjustment
 from quota_platform.lib.forecast.training import close_date_bucket, sized_class
 from quota_platform.lib.forecast.winrates import DEFAULT_SEED
 
-# Version of the stored ProjectionModel: a model pickled by an older release lacks what this one
-# reads (deal classes, seasonal adjustment) and must be fitted again, not half-used.
-MODEL_FORMAT = 2
+# Version of the stored ProjectionModel's format (docs/model_store.md): bumped whenever a stored
+# part's meaning changes; a month stored in another version is refused and must be fitted again,
+# not half-used. Versions 1 and 2 were the single files of earlier releases, never read now.
+MODEL_FORMAT = 3
 QUANTILE_GRID = tuple(round(q, 2) for q in np.arange(0.05, 0.96, 0.05))
 
 # The attainment row's identity and figures, then the projection's own columns.
