@@ -44,7 +44,9 @@ def _run(command: str, intro: str, work) -> tuple[int, object]:
     except RefreshError as exc:
         print(f"quota-platform {command} failed:\n{exc}", file=sys.stderr)
         return 1, settings
-    print(f"Done in {time.perf_counter() - started:.1f}s. Tables in schema quota_platform of {settings.duckdb_path}")
+    from quota_platform.warehouse.duckdb_io import SCHEMA
+
+    print(f"Done in {time.perf_counter() - started:.1f}s. Tables in schema {SCHEMA} of {settings.duckdb_path}")
     return 0, settings
 
 
@@ -67,8 +69,10 @@ def _backtest(args: argparse.Namespace) -> int:
     import duckdb
     import polars as pl
 
+    from quota_platform.warehouse.duckdb_io import SCHEMA
+
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        accuracy = con.sql("select * from quota_platform.projection_accuracy").pl()
+        accuracy = con.sql(f"select * from {SCHEMA}.projection_accuracy").pl()
     if accuracy.is_empty():
         print("No closed period had its checkpoints and last day in the range: nothing scored.")
         return 0
@@ -85,7 +89,7 @@ def _backtest(args: argparse.Namespace) -> int:
     )
     with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=260, tbl_hide_dataframe_shape=True):
         print(table)
-    print("Per period: table quota_platform.projection_accuracy")
+    print(f"Per period: table {SCHEMA}.projection_accuracy")
     return 0
 
 

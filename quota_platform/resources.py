@@ -13,7 +13,7 @@ import dagster as dg
 import polars as pl
 
 from quota_platform.lib.core.calendar import FiscalCalendar, parse_ramp
-from quota_platform.lib.core.rules import Rules
+from quota_platform.lib.core.rules import Rules, parse_tier_bounds
 from quota_platform.settings import Settings
 from quota_platform.sources import files
 from quota_platform.warehouse.duckdb_io import SCHEMA, DuckDBWarehouseIOManager, Warehouse
@@ -91,6 +91,8 @@ class RulesResource(dg.ConfigurableResource):
     credit_history_months: int
     pace_ahead_pct: float
     pace_behind_pct: float
+    status_tier_bounds: str
+    at_risk_pct: float
 
     def rules(self) -> Rules:
         return Rules(
@@ -100,6 +102,8 @@ class RulesResource(dg.ConfigurableResource):
             credit_history_months=self.credit_history_months,
             pace_ahead_pct=self.pace_ahead_pct,
             pace_behind_pct=self.pace_behind_pct,
+            status_tiers=parse_tier_bounds(self.status_tier_bounds),
+            at_risk_pct=self.at_risk_pct,
         )
 
     @classmethod
@@ -111,6 +115,8 @@ class RulesResource(dg.ConfigurableResource):
             credit_history_months=rules.credit_history_months,
             pace_ahead_pct=rules.pace_ahead_pct,
             pace_behind_pct=rules.pace_behind_pct,
+            status_tier_bounds=",".join(str(b) for b in rules.status_tier_bounds),
+            at_risk_pct=rules.at_risk_pct,
         )
 
 
@@ -125,11 +131,10 @@ class ModelSettings(dg.ConfigurableResource):
     compile_cache_dir: str
 
     def fit_settings(self):
-        from quota_platform.lib.forecast.projection import SimulationSettings
         from quota_platform.lib.forecast.winrates import FitSettings, configure_compile_cache
 
         configure_compile_cache(Path(self.compile_cache_dir).resolve())
-        return FitSettings(seed=SimulationSettings().seed)
+        return FitSettings()
 
     def simulation_settings(self):
         from quota_platform.lib.forecast.projection import SimulationSettings

@@ -23,13 +23,19 @@ from pathlib import Path
 from typing import TypeVar
 
 from quota_platform.lib.core.calendar import FiscalCalendar, parse_ramp
-from quota_platform.lib.core.rules import Rules
+from quota_platform.lib.core.rules import Rules, parse_tier_bounds
 
 T = TypeVar("T")
 
 
 def default_home() -> Path:
     return Path.home() / ".quota_platform"
+
+
+def default_cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where machine-wide caches go: $XDG_CACHE_HOME/quota_platform, else ~/.cache/quota_platform."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache") / "quota_platform"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +46,9 @@ class Settings:
     source_dir: Path | None = None  # default: home / demo_org
     duckdb_path: Path | None = None  # default: home / warehouse.duckdb
     dagster_home: Path | None = None  # default: home / dagster_home
-    # PyTensor/numba compiled code, reused by every later process (one per machine is enough; a
-    # process can use only one)
-    compile_cache_dir: Path | None = None  # default: home / compile_cache
+    # PyTensor/numba compiled code, reused by every later process: a cache of the machine, not of
+    # one home (a process can use only one, fixed when pytensor is first imported)
+    compile_cache_dir: Path = dataclasses.field(default_factory=lambda: default_cache_root() / "compile_cache")
     start_date: date = date(2024, 1, 1)
     hire_date_field: str = "Hire_Date__c"
     rules: Rules = Rules()
@@ -58,11 +64,11 @@ class Settings:
             return Path(path).expanduser().resolve()
 
         object.__setattr__(self, "home", absolute(self.home))
+        object.__setattr__(self, "compile_cache_dir", absolute(self.compile_cache_dir))
         for name, leaf in (
             ("source_dir", "demo_org"),
             ("duckdb_path", "warehouse.duckdb"),
             ("dagster_home", "dagster_home"),
-            ("compile_cache_dir", "compile_cache"),
         ):
             value = getattr(self, name)
             object.__setattr__(self, name, absolute(value) if value is not None else self.home / leaf)
@@ -115,13 +121,20 @@ class Settings:
             ),
             pace_ahead_pct=read("QUOTA_PLATFORM_PACE_AHEAD_PCT", float, rule_defaults.pace_ahead_pct, "a number"),
             pace_behind_pct=read("QUOTA_PLATFORM_PACE_BEHIND_PCT", float, rule_defaults.pace_behind_pct, "a number"),
+            status_tiers=read(
+                "QUOTA_PLATFORM_STATUS_TIER_BOUNDS", parse_tier_bounds, rule_defaults.status_tiers,
+                "the lower bounds of Crushing, On Track, Watch and At Risk, e.g. 120,100,80,60",
+            ),
+            at_risk_pct=read("QUOTA_PLATFORM_AT_RISK_PCT", float, rule_defaults.at_risk_pct, "a number"),
         )
         return cls(
             home=read("QUOTA_PLATFORM_HOME", Path, default_home(), "a path"),
             source_dir=path("QUOTA_PLATFORM_SOURCE_DIR"),
             duckdb_path=path("QUOTA_PLATFORM_DUCKDB"),
             dagster_home=path("DAGSTER_HOME"),
-            compile_cache_dir=path("QUOTA_PLATFORM_COMPILE_CACHE"),
+            compile_cache_dir=read(
+                "QUOTA_PLATFORM_COMPILE_CACHE", Path, default_cache_root(env) / "compile_cache", "a path"
+            ),
             start_date=read("QUOTA_PLATFORM_START_DATE", date.fromisoformat, defaults["start_date"], "an ISO date (YYYY-MM-DD)"),
             hire_date_field=read("QUOTA_PLATFORM_HIRE_DATE_FIELD", str, defaults["hire_date_field"], "a field name"),
             rules=rules,

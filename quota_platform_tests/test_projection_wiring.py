@@ -10,7 +10,7 @@ import pytest
 from quota_platform.lib.attainment.attainment import ATTAINMENT_SCHEMA
 from quota_platform.lib.attainment.hierarchy import HIERARCHY_SCHEMA
 from quota_platform.lib.attainment.pipeline import PIPELINE_SCHEMA
-from quota_platform.lib.core.rules import Rules
+from quota_platform.lib.core.rules import Rules, status_tiers_from_bounds
 from quota_platform.lib.forecast.newdeals import NewDealModel
 from quota_platform.lib.forecast.projection import ProjectionModel, SimulationSettings, project
 from quota_platform.lib.forecast.seasonality import SeasonalAdjustment
@@ -104,7 +104,7 @@ def test_status_tiers_and_at_risk_line_come_from_the_rules():
     # (never below the 1,000 closed) is On Track and none is at risk.
     settings = SimulationSettings(n_draws=2000)
     default = project(AS_OF, _attainment(), pl.DataFrame(schema=PIPELINE_SCHEMA), _hierarchy(), _model(), settings)
-    rules = Rules(status_tiers=((5.0, "On Track"), (float("-inf"), "Critical")), at_risk_pct=5.0)
+    rules = Rules(status_tiers=status_tiers_from_bounds((1000.0, 5.0, 4.0, 3.0)), at_risk_pct=5.0)
     loose = project(AS_OF, _attainment(), pl.DataFrame(schema=PIPELINE_SCHEMA), _hierarchy(), _model(), settings, rules=rules)
     got = {name: frame.filter(pl.col("level") == "rep").row(0, named=True) for name, frame in (("default", default), ("loose", loose))}
     assert got["default"]["projected_pct_p50"] < 60.0

@@ -8,6 +8,7 @@ from quota_platform.defs.validation import SCHEMA_CHECK, Table, definition_metad
 from quota_platform.lib import schemas
 from quota_platform.lib.backtest.baselines import baseline_forecasts, team_rates
 from quota_platform.lib.backtest.scoring import actual_outcomes, checkpoint_rows, score
+from quota_platform.resources import RulesResource
 from quota_platform.warehouse.duckdb_io import Warehouse
 from quota_platform.warehouse.model_store import ModelFiles
 
@@ -23,7 +24,9 @@ def backtest_assets() -> list[dg.AssetsDefinition]:
         metadata=definition_metadata(schemas.PROJECTION_ACCURACY),
         check_specs=[dg.AssetCheckSpec(SCHEMA_CHECK, asset="projection_accuracy", blocking=True)],
     )
-    def projection_accuracy(context: dg.AssetExecutionContext, warehouse: Warehouse, model_files: ModelFiles):
+    def projection_accuracy(
+        context: dg.AssetExecutionContext, rules: RulesResource, warehouse: Warehouse, model_files: ModelFiles
+    ):
         """How accurate and how honest the projections were, scored on every closed period whose
         checkpoint days (25%, 50%, 75% of the period) and last day have been materialized (backfill
         them first): WAPE and bias of P50, coverage of P10-P90 and each tail, CRPS, and the Brier
@@ -54,10 +57,11 @@ def backtest_assets() -> list[dg.AssetsDefinition]:
                 pl.concat(frames, how="vertical_relaxed").join(
                     actuals, on=["level", "entity_id", "period_type", "period_start", "period_end", "quota_type", "product_family"],
                     how="inner", nulls_equal=True,
-                )
+                ),
+                rules.rules(),
             )
         else:
-            scored = score(pl.DataFrame())
+            scored = score(pl.DataFrame(), rules.rules())
         periods = scored.select("period_type", "period_start").n_unique() if scored.height else 0
         yield from publish([Table("projection_accuracy", scored, schemas.PROJECTION_ACCURACY, metadata={"periods_scored": periods})])
 

@@ -25,7 +25,11 @@ from quota_platform.defs.validation import (
 from quota_platform.lib import schemas
 from quota_platform.lib.attainment.crediting import stage_flags
 from quota_platform.lib.attainment.pipeline import open_pipeline
-from quota_platform.lib.forecast.model_fit import fit_projection_model
+from quota_platform.lib.forecast.model_fit import (
+    fit_diagnostics,
+    fit_projection_model,
+    month_roster,
+)
 from quota_platform.lib.forecast.projection import MODEL_FORMAT, project
 from quota_platform.resources import ModelSettings, RulesResource
 
@@ -138,21 +142,13 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
     def win_rate_posteriors_asset(context: dg.AssetExecutionContext, rules: RulesResource, model_settings: ModelSettings, **raw: pl.DataFrame):
         inputs = credit_inputs(rules, raw)
         hierarchy, snapshots = raw["org_hierarchy"], raw["quota_snapshots"]
-        models, summaries, diagnostics = {}, [], []
+        models, summaries = {}, []
         for month in run_months(context):
-            teams = hierarchy.filter((pl.col("snapshot_month") == month) & (pl.col("distance") == 0)).select(
-                pl.col("user_id").alias("rep_id"), pl.col("manager_id").alias("team_id")
-            )
-            month_quotas = snapshots.filter(pl.col("snapshot_month") == month)
-            period_types = sorted(month_quotas["period_type"].unique().to_list())
-            quota_reps = {
-                period_type: month_quotas.filter(pl.col("period_type") == period_type)["rep_id"].unique().to_list()
-                for period_type in period_types
-            }
+            teams, quota_reps = month_roster(month, hierarchy, snapshots)
             model, summary = fit_projection_model(
                 month,
                 window_months=model_settings.window_months,
-                period_types=period_types,
+                period_types=sorted(quota_reps),
                 opportunities=raw["raw_opportunity"],
                 history=raw["raw_opportunity_history"],
                 stages=raw["raw_opportunity_stage"],
@@ -165,11 +161,8 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
             )
             models[month_key(month)] = model
             summaries.append(summary)
-            for period_type, info in model.diagnostics.items():
-                diagnostics.append({"snapshot_month": month, "period_type": period_type, **info})
         summary = pl.concat(summaries, how="vertical_relaxed")
-        diag = pl.DataFrame(diagnostics)
-        fitted = diag.filter(pl.col("max_rhat").is_not_null()) if "max_rhat" in diag.columns else pl.DataFrame()
+        fitted = fit_diagnostics(models)
         metadata = {
             "fits": fitted.height,
             "seasonality": dg.MetadataValue.json(
@@ -214,6 +207,7 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
     )
     def projections(
         context: dg.AssetExecutionContext,
+        rules: RulesResource,
         model_settings: ModelSettings,
         attainment: pl.DataFrame,
         open_pipeline: pl.DataFrame,
@@ -222,13 +216,19 @@ def projection_assets(daily: dg.PartitionsDefinition, monthly: dg.PartitionsDefi
     ):
         """Where every rep, manager and the company will land at period end: P10/P50/P90 of the
         projected amount and attainment, the probability of reaching quota and the status tier
-        (Crushing >= 120%, On Track >= 100%, Watch >= 80%, At Risk >= 60%, Critical below),
+        (by default Crushing >= 120%, On Track >= 100%, Watch >= 80%, At Risk >= 60%, Critical
+        below; QUOTA_PLATFORM_STATUS_TIER_BOUNDS),
         from Monte Carlo over posterior win-rate draws x open deals plus deals not yet created,
         with one common shock per period; managers and the company sum the same draws."""
         frames = []
         for day in run_dates(context):
             model = projection_model[month_key(day)]
-            frames.append(project(day, attainment, open_pipeline, org_hierarchy, model, model_settings.simulation_settings()))
+            frames.append(
+                project(
+                    day, attainment, open_pipeline, org_hierarchy, model, model_settings.simulation_settings(),
+                    rules=rules.rules(),
+                )
+            )
         frame = pl.concat(frames, how="vertical_relaxed")
         at_risk = frame.filter(pl.col("at_risk") & (pl.col("level") == "rep"))
         yield from publish(

@@ -195,6 +195,33 @@ def fit_projection_model(
     return model, summary
 
 
+def month_roster(month, hierarchy: pl.DataFrame, snapshots: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    """For a snapshot month: every user's team (rep_id -> team_id, the direct manager as captured
+    that month) and, per period type, the reps carrying a quota of that type."""
+    teams = hierarchy.filter((pl.col("snapshot_month") == month) & (pl.col("distance") == 0)).select(
+        pl.col("user_id").alias("rep_id"), pl.col("manager_id").alias("team_id")
+    )
+    month_quotas = snapshots.filter(pl.col("snapshot_month") == month)
+    quota_reps = {
+        period_type: month_quotas.filter(pl.col("period_type") == period_type)["rep_id"].unique().to_list()
+        for period_type in sorted(month_quotas["period_type"].unique().to_list())
+    }
+    return teams, quota_reps
+
+
+def fit_diagnostics(models: dict[str, ProjectionModel]) -> pl.DataFrame:
+    """One row per period type of each month's model that was fitted (max_rhat, divergences, ESS,
+    seconds...): what the convergence check reads. Period types with too little data for a fit
+    have no row."""
+    rows = [
+        {"snapshot_month": model.snapshot_month, "period_type": period_type, **info}
+        for model in models.values()
+        for period_type, info in model.diagnostics.items()
+    ]
+    diag = pl.DataFrame(rows)
+    return diag.filter(pl.col("max_rhat").is_not_null()) if "max_rhat" in diag.columns else pl.DataFrame()
+
+
 def _seasonal_adjustment(
     period_type: str, snapshot_month: date, window: list, lookback: list, cells: pl.DataFrame, opps, hist, flags, calendar
 ) -> seasonality.SeasonalAdjustment:
