@@ -27,7 +27,7 @@ import polars as pl
 import pytest
 
 from quota_platform.lib.forecast import winrates as wr
-from quota_platform.lib.forecast.model_fit import MAX_RHAT  # the caller's blocking check
+from quota_platform.lib.forecast.model_fit import MAX_RHAT, fit_until_converged  # the caller's check
 from quota_platform.samples.winrate_cells import SimulatedWinRates, simulate_cells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,10 +150,16 @@ def test_team_without_data_falls_back_to_company(summary):
     assert rows["win_rate_mean"].is_between(0.0, 1.0).all()
 
 
-def test_default_settings_converge(posterior):
-    """The caller blocks on max R-hat > 1.01 or any divergence; the defaults must pass on data
-    like this, with enough effective draws for the 10% and 90% quantiles."""
-    d = posterior.diagnostics
+def test_the_fit_as_the_platform_runs_it_converges(sim):
+    """The caller blocks on max R-hat > 1.01 or any divergence, after one automatic refit with
+    longer tuning (model_fit.fit_until_converged): that path must pass on data like this, with
+    enough effective draws for the 10% and 90% quantiles.
+
+    Why not the first fit alone: on this data a couple of divergent transitions in one first fit
+    depend on the seed (33 of 56 seeds gave at least one, under either parameterisation), which is
+    what the refit is for; a test of the first fit alone failed or passed by the seed."""
+    roster = pl.concat([sim.roster, pl.DataFrame({"rep_id": [NEW_TEAM_REP], "team_id": [NEW_TEAM]})])
+    d = fit_until_converged(sim.cells, wr.FitSettings(), roster).diagnostics
     assert d["max_rhat"] <= MAX_RHAT, d
     assert d["divergences"] == 0, d
     assert d["min_ess_bulk"] >= MIN_ESS and d["min_ess_tail"] >= MIN_ESS, d
