@@ -562,3 +562,13 @@ def test_negative_credit_history_months_is_a_settings_error(tmp_path, monkeypatc
     rc, _, err = run_refresh(AS_OF)
     assert rc == 2
     assert "QUOTA_PLATFORM_CREDIT_HISTORY_MONTHS must be 0 or more, got -1" in err
+
+
+def test_junk_in_a_field_with_a_default_stops_instead_of_taking_the_default(refresh_org):
+    """IsDeleted defaults to false when empty; "maybe" used to be filled with that default, so a
+    deal whose deletion flag was garbled counted as live. Found by the property test
+    (test_properties.py). It now stops naming Opportunity, the record and IsDeleted."""
+    org = base_org()
+    org["Opportunity"][1]["IsDeleted"] = "maybe"
+    rc, _, err, _ = refresh_org(org)
+    assert_stops(rc, err, "Opportunity", "006BEN1", "IsDeleted", "'maybe'")

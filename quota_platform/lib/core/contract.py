@@ -374,11 +374,13 @@ def conform(
                 typed_expr = pl.when(typed_expr.is_finite()).then(typed_expr)
             exprs.append(typed_expr.alias(field.name))
     typed = raw.select(exprs)
+    # Before defaults fill empty values: a value that did not parse must be reported, not turned
+    # into the default (junk in IsDeleted used to read as false, counting a deleted deal).
+    _report_unparsed(object_name, where, spec, raw, typed)
     if field_default_cols := [f for f in spec.fields if f.default is not None and f.name in raw.columns]:
         typed = typed.with_columns(
             [pl.col(f.name).fill_null(pl.lit(f.default, dtype=DTYPES[f.kind])) for f in field_default_cols]
         )
-    _report_unparsed(object_name, where, spec, raw, typed)
     if spec.id_field:
         nulls = typed[spec.id_field].is_null()
         if nulls.any():
