@@ -49,7 +49,7 @@ RECORDS = {
 
 
 @pytest.fixture
-def salesforce(org, ca_file, tmp_path, monkeypatch):
+def salesforce(org, ca_file, tmp_path, monkeypatch):  # noqa: F811  (imported fixtures)
     """The fake org, the platform pointed at it by env vars, and one clean refresh done.
     Returns (fake, db path)."""
     fake = org(RECORDS, page_size=1000)

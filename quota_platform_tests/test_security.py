@@ -52,7 +52,7 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 
 
 @pytest.fixture(scope="module")
-def refreshed(server_ssl, ca_file, tmp_path_factory):
+def refreshed(server_ssl, ca_file, tmp_path_factory):  # noqa: F811  (imported fixtures)
     """A refresh against the fake with SECRETS set, the Dagster home and the platform home not
     made beforehand (so the platform creates them). Returns a dict of what to scan."""
     root = tmp_path_factory.mktemp("security")
