@@ -44,7 +44,8 @@ from quota_platform.lib.core.rules import Rules
 # revenue_credits_sum_to_amount check (split_total_mismatches) both apply it through
 # split_total_ok. Salesforce stores SplitPercentage with two decimals, so three-way 33.33 splits
 # (99.99%) are the everyday case it admits; 50.005/50 (100.005%) is within it too. A total
-# within it is credited in proportion, scaled to exactly 100% (docs/decisions.md, "Crediting").
+# within it is credited in proportion, scaled to exactly 100% (docs/decisions.md, "Bad input,
+# faults and security": "Split tolerance").
 SPLIT_TOLERANCE_PCT = 0.01
 # Room for the rounding of a float sum (33.33 x 3 is 99.99000000000001 or 99.98999999999999).
 _FLOAT_SLACK_PCT = 1e-9
