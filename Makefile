@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml:
-	@mkdir -p $(DAGSTER_HOME)
-	@printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $@
+	@mkdir -p -m 700 $(DAGSTER_HOME)
+	@umask 077; printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $@
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/quota-platform demo-data --out $(QUOTA_PLATFORM_SOURCE_DIR) --as-of $(AS_OF) --seed $(SEED)

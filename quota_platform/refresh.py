@@ -15,6 +15,7 @@ from quota_platform.definitions import build_assets
 from quota_platform.defs.partitions import month_key, partition_key
 from quota_platform.resources import build_resources
 from quota_platform.settings import Settings
+from quota_platform.warehouse.private_files import make_private_dir, write_private_text
 
 INSTANCE_YAML = """\
 # Local Dagster instance of quota_platform (made by quota-platform; safe to delete).
@@ -41,11 +42,10 @@ class StepResult:
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     """The instance at DAGSTER_HOME (default: under QUOTA_PLATFORM_HOME), so that runs made by the
     CLI show up in the UI started with the same settings (`make ui`)."""
-    path = settings.dagster_home
-    path.mkdir(parents=True, exist_ok=True)
+    path = make_private_dir(settings.dagster_home)  # owner-only when created here (event logs)
     config = path / "dagster.yaml"
     if not config.exists():
-        config.write_text(INSTANCE_YAML)
+        write_private_text(config, INSTANCE_YAML)
     return dg.DagsterInstance.from_config(str(path.resolve()))
 
 

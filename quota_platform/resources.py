@@ -156,7 +156,9 @@ def crm_source(settings: Settings) -> CrmSource:
 
 def warehouse_io_manager(settings: Settings) -> dg.ConfigurableIOManager:
     """DuckDB by default: the file at QUOTA_PLATFORM_DUCKDB, schema ``quota_platform``."""
-    return DuckDBWarehouseIOManager(database=str(settings.duckdb_path), schema=SCHEMA)
+    return DuckDBWarehouseIOManager(
+        database=str(settings.duckdb_path), schema=SCHEMA, lock_timeout_seconds=settings.duckdb_lock_timeout_seconds
+    )
 
 
 def build_resources(settings: Settings) -> dict:
@@ -167,7 +169,9 @@ def build_resources(settings: Settings) -> dict:
         "model_store": ModelStore(base_dir=str(settings.model_dir)),
         "crm": crm_source(settings),
         "rules": RulesResource.from_rules(settings.rules),
-        "warehouse": Warehouse(database=str(settings.duckdb_path), schema_name=SCHEMA),
+        "warehouse": Warehouse(
+            database=str(settings.duckdb_path), schema_name=SCHEMA, lock_timeout_seconds=settings.duckdb_lock_timeout_seconds
+        ),
         "model_files": ModelFiles(base_dir=str(settings.model_dir)),
         "model_settings": ModelSettings(
             window_months=settings.window_months,

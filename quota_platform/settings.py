@@ -58,6 +58,9 @@ class Settings:
     # the SALESFORCE_* variables that are set (names only: their values, secrets among them, are
     # read by the CRM resource through dg.EnvVar when a run needs them)
     salesforce_env: tuple[str, ...] = ()
+    # How long a run waits for the DuckDB file while another process holds its lock, in seconds,
+    # before it stops naming the file and the holder (warehouse/duckdb_io.py connect_waiting).
+    duckdb_lock_timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         def absolute(path: Path) -> Path:
@@ -78,6 +81,10 @@ class Settings:
             raise ValueError(f"QUOTA_PLATFORM_SEASONALITY_MONTHS must be 0 or more, got {self.seasonality_months}")
         if self.simulation_draws < 100:
             raise ValueError(f"QUOTA_PLATFORM_SIMULATION_DRAWS must be 100 or more, got {self.simulation_draws}")
+        if not 0 <= self.duckdb_lock_timeout_seconds < float("inf"):
+            raise ValueError(
+                f"QUOTA_PLATFORM_DUCKDB_LOCK_TIMEOUT must be 0 or more seconds, got {self.duckdb_lock_timeout_seconds}"
+            )
 
     @property
     def crm(self) -> str:
@@ -142,4 +149,7 @@ class Settings:
             seasonality_months=read("QUOTA_PLATFORM_SEASONALITY_MONTHS", int, defaults["seasonality_months"], "a whole number"),
             simulation_draws=read("QUOTA_PLATFORM_SIMULATION_DRAWS", int, defaults["simulation_draws"], "a whole number"),
             salesforce_env=tuple(sorted(k for k, v in env.items() if k.startswith("SALESFORCE_") and v.strip())),
+            duckdb_lock_timeout_seconds=read(
+                "QUOTA_PLATFORM_DUCKDB_LOCK_TIMEOUT", float, defaults["duckdb_lock_timeout_seconds"], "a number of seconds"
+            ),
         )

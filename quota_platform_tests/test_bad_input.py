@@ -17,6 +17,9 @@ so the clean company row for Q1 bookings is quota 200,000 and closed_won 30,000.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import polars as pl
 import pytest
 
 from quota_platform_tests.orgs import (
@@ -62,8 +65,12 @@ def base_org() -> dict[str, list[dict]]:
 def refresh_org(tmp_path, monkeypatch):
     """Write an org and refresh it as of AS_OF: returns (exit code, stdout, stderr, db path)."""
 
-    def run(org: dict, **write_options):
+    def run(org: dict, edit=None, **write_options):
+        """``edit(folder)``, when given, changes the written files before the refresh (a file
+        corrupted in a way the row builders cannot write)."""
         source = write_org(tmp_path / "org", **write_options, **org)
+        if edit is not None:
+            edit(source)
         db = platform_env(monkeypatch, source, tmp_path / "work")
         rc, out, err = run_refresh(AS_OF)
         return rc, out, err, db
@@ -393,3 +400,175 @@ def test_quota_with_empty_owner(refresh_org):
     ]
     row = company_q1(db)
     assert (row["quota"], row["closed_won"]) == (approx(200_000), approx(30_000))  # not 250,000
+
+
+
+# ---------------------------------------------------------------------------------------------
+# values and files that cannot be read as the contract says: the run stops, naming the object,
+# the record and the field (and the file's line for CSV); docs/bad_input.md
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("1,5", "a decimal comma: stripping the comma made it 15"),
+        ("NaN", "not a number: it passed every >= 0 guard"),
+        ("inf", "infinite: it passed every >= 0 guard"),
+        ("1e400", "overflows to infinity"),
+    ],
+)
+def test_amount_that_is_not_a_finite_number_stops(refresh_org, value, why):
+    """An Amount of {value} ({why}) stops the run naming Opportunity, the record and Amount."""
+    org = base_org()
+    org["Opportunity"][1]["Amount"] = value
+    rc, _, err, _ = refresh_org(org)
+    assert_stops(rc, err, "Opportunity", "006BEN1", "Amount", repr(value))
+
+
+def test_thousands_commas_still_read_as_thousands(refresh_org):
+    """"20,000" is 20,000 (commas between groups of three digits are thousands separators)."""
+    org = base_org()
+    org["Opportunity"][1]["Amount"] = "20,000"
+    rc, _, err, db = refresh_org(org)
+    assert rc == 0, err
+    assert rep_q1(db, BEN)["closed_won"] == approx(20_000)
+
+
+@pytest.mark.parametrize("value", ["2025-02-20junk", "2025-02-30", "20/02/2025"])
+def test_close_date_that_is_not_a_date_stops(refresh_org, value):
+    """A CloseDate of {value} used to keep its first 10 characters (so "2025-02-20junk" read as
+    2025-02-20); now it stops the run naming Opportunity, the record and CloseDate."""
+    org = base_org()
+    org["Opportunity"][1]["CloseDate"] = value
+    rc, _, err, _ = refresh_org(org)
+    assert_stops(rc, err, "Opportunity", "006BEN1", "CloseDate")
+
+
+def test_a_datetime_in_a_date_field_keeps_its_date(refresh_org):
+    """Some exports write date fields as date-times: the date part is kept."""
+    org = base_org()
+    org["Opportunity"][1]["CloseDate"] = "2025-02-20T00:00:00.000+0000"
+    rc, _, err, db = refresh_org(org)
+    assert rc == 0, err
+    assert [r["close_date"].isoformat() for r in credited(db, "006BEN1")][:1] == ["2025-02-20"]
+
+
+def _append_line(folder: Path, name: str, line: str) -> None:
+    with (folder / name).open("a", encoding="utf-8", newline="") as fh:
+        fh.write(line + "\n")
+
+
+@pytest.mark.parametrize(
+    ("line", "fields"),
+    [
+        # an unquoted comma inside the Name: 16 fields for 15 columns
+        ("006RAG,Deal, Inc,001RAG,005ANA,New Business,Closed Won,5000,USD,100,2025-03-01,"
+         "2025-01-10T10:00:00.000+0000,true,true,Closed,false", "16 fields, more"),
+        # a line cut short (a truncated export): 10 fields
+        ("006RAG,Deal RAG,001RAG,005ANA,New Business,Closed Won,5000,USD,100,2025-03-01", "10 fields, fewer"),
+    ],
+)
+def test_ragged_csv_record_stops_naming_file_line_and_record(refresh_org, line, fields):
+    """A record with more or fewer fields than the header put every later value in the wrong
+    column (too many ended in a raw polars error naming no file; too few were padded with empty
+    values, silently). The run stops naming the object, the file, the line and the record's Id."""
+    rc, _, err, _ = refresh_org(base_org(), edit=lambda folder: _append_line(folder, "Opportunity.csv", line))
+    assert_stops(rc, err, "Opportunity", "Opportunity.csv", "line 4", "Id=006RAG", fields)
+
+
+def test_unclosed_quote_stops_naming_the_line(refresh_org):
+    line = '006QUOTE,"Deal QUOTE,001Q,005ANA,New Business,Closed Won,5000,USD,100,2025-03-01,2025-01-10T10:00:00Z,true,true,Closed,false'
+    rc, _, err, _ = refresh_org(base_org(), edit=lambda folder: _append_line(folder, "Opportunity.csv", line))
+    assert_stops(rc, err, "Opportunity", "Opportunity.csv", "line 4", "quote")
+
+
+def test_blank_lines_are_skipped(refresh_org):
+    """A blank line between records is not a record (it used to read as one with every field
+    empty, stopping the run on an empty Id)."""
+    def edit(folder):
+        path = folder / "Opportunity.csv"
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join([lines[0], lines[1], "", lines[2]]) + "\n\n")
+
+    rc, _, err, db = refresh_org(base_org(), edit=edit)
+    assert rc == 0, err
+    assert company_q1(db)["closed_won"] == approx(30_000)
+
+
+def test_non_utf8_file_stops_naming_line_record_and_field(refresh_org):
+    """A Latin-1 export ("Müller" as the byte 0xfc) used to be decoded with replacement
+    characters, silently changing the name (and would change an Id the same way). The run stops
+    naming the object, the field, the file, the line, the record and the bytes."""
+    def edit(folder):
+        path = folder / "User.csv"
+        path.write_bytes(path.read_bytes().replace(b"Ben Becker", b"Ben M\xfcller"))
+
+    rc, _, err, _ = refresh_org(base_org(), edit=edit)
+    assert_stops(rc, err, "User.Name", "User.csv", "not UTF-8", "line 4", "Id=005BEN", r"\xfc")
+
+
+def test_utf8_with_byte_order_mark_and_accents_reads(refresh_org):
+    """UTF-8 as spreadsheet programs save it (with a byte-order mark), accents included."""
+    def edit(folder):
+        path = folder / "User.csv"
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"Ben Becker", "Ben Müller".encode()))
+
+    rc, _, err, db = refresh_org(base_org(), edit=edit)
+    assert rc == 0, err
+    assert query(db, "select Name from quota_platform.raw_user where Id = ?", [BEN]) == [{"Name": "Ben Müller"}]
+
+
+def _to_parquet(folder: Path, name: str) -> Path:
+    csv_path = folder / f"{name}.csv"
+    parquet = folder / f"{name}.parquet"
+    pl.read_csv(csv_path, infer_schema=False).write_parquet(parquet)
+    csv_path.unlink()
+    return parquet
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not parquet"])
+def test_broken_parquet_file_stops_naming_the_file(refresh_org, damage):
+    """A Parquet file cut short (an interrupted copy) or holding something else ended in a raw
+    polars error naming no file; now the run stops naming the object and the file."""
+    def edit(folder):
+        parquet = _to_parquet(folder, "Opportunity")
+        data = parquet.read_bytes()
+        parquet.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"Id,Name\n006X,not parquet\n")
+
+    rc, _, err, _ = refresh_org(base_org(), edit=edit)
+    assert_stops(rc, err, "Opportunity", "Opportunity.parquet", "cannot be read as a Parquet file")
+
+
+def test_nan_in_a_parquet_float_column_stops(refresh_org):
+    """A Parquet float column can hold NaN as a value; it is no more an amount than the text
+    "NaN" is."""
+    def edit(folder):
+        parquet = _to_parquet(folder, "Opportunity")
+        frame = pl.read_parquet(parquet).with_columns(
+            pl.when(pl.col("Id") == "006BEN1").then(float("nan")).otherwise(pl.col("Amount").cast(pl.Float64)).alias("Amount")
+        )
+        frame.write_parquet(parquet)
+
+    rc, _, err, _ = refresh_org(base_org(), edit=edit)
+    assert_stops(rc, err, "Opportunity", "006BEN1", "Amount", "finite number")
+
+
+def test_negative_credit_history_months_is_a_settings_error(tmp_path, monkeypatch):
+    """QUOTA_PLATFORM_CREDIT_HISTORY_MONTHS=-1 used to end in a polars error; the command stops
+    with exit code 2 naming the variable, before reading anything."""
+    source = write_org(tmp_path / "org", **base_org())
+    platform_env(monkeypatch, source, tmp_path / "work")
+    monkeypatch.setenv("QUOTA_PLATFORM_CREDIT_HISTORY_MONTHS", "-1")
+    rc, _, err = run_refresh(AS_OF)
+    assert rc == 2
+    assert "QUOTA_PLATFORM_CREDIT_HISTORY_MONTHS must be 0 or more, got -1" in err
+
+
+def test_junk_in_a_field_with_a_default_stops_instead_of_taking_the_default(refresh_org):
+    """IsDeleted defaults to false when empty; "maybe" used to be filled with that default, so a
+    deal whose deletion flag was garbled counted as live. Found by the property test
+    (test_properties.py). It now stops naming Opportunity, the record and IsDeleted."""
+    org = base_org()
+    org["Opportunity"][1]["IsDeleted"] = "maybe"
+    rc, _, err, _ = refresh_org(org)
+    assert_stops(rc, err, "Opportunity", "006BEN1", "IsDeleted", "'maybe'")

@@ -18,14 +18,20 @@ import pytest
 from quota_platform.lib.attainment.crediting import (
     OVERLAY,
     REVENUE,
+    SPLIT_TOLERANCE_PCT,
     CreditInputs,
     attribute_credit,
     check_amounts,
+    check_close_dates,
     check_credited_users,
+    check_line_items,
+    check_stages,
     convert_currency,
     credited_reps,
     product_family_amounts,
     quota_types_counted,
+    split_total_mismatches,
+    split_total_ok,
     stage_flags,
     states_as_of,
 )
@@ -278,3 +284,154 @@ def test_attribute_credit_composes_the_rules():
     for g, e in zip(got, sorted(expected, key=str)):
         assert g[:5] == e[:5]
         assert g[5] == pytest.approx(e[5])
+
+
+# --- the bad inputs of issue 9, one rule at a time (docs/bad_input.md) ---------------------------
+
+@pytest.mark.parametrize("amount", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("won", [True, False])
+def test_non_finite_amounts_are_quarantined_not_passed_as_zero_or_more(amount, won):
+    """NaN compares above every number in polars, so ``Amount >= 0`` let it through; typing
+    rejects such text, and a frame built in code that still holds one is quarantined here."""
+    w = states([opp("O1", ANA, "New Business", "Closed Won", "10000", "2025-02-10")]).with_columns(
+        pl.lit(amount).alias("Amount")
+    )
+    kept, bad = check_amounts(w, won=won)
+    assert kept.is_empty()
+    assert bad.select("record_id", "field").rows() == [("O1", "Amount")]
+
+
+@pytest.mark.parametrize("currency", ["USD", "EUR"])
+def test_a_won_deal_without_close_date_is_quarantined_in_any_currency(currency):
+    """It used to vanish in the corporate currency (no period to land in) and to be quarantined
+    with an empty problem in another (no rate for an empty date)."""
+    w = states([opp("O1", ANA, "New Business", "Closed Won", "10000", None, currency)])
+    kept, bad = check_close_dates(w, won=True)
+    assert kept.is_empty()
+    assert bad.select("record_id", "object", "field", "problem").rows() == [
+        ("O1", "Opportunity", "CloseDate", "closed-won deal has no CloseDate as of 2025-03-31, so the periods it credits are unknown")
+    ]
+    assert check_close_dates(w, won=False)[0].height == 1  # an open deal may have none yet
+
+
+def test_split_tolerance_boundaries():
+    """Worked by hand: 99.99 and 100.01 are within 0.01 points; 99.98 and 100.02 are not; the
+    float sums of 33.33 x 3 (99.99000000000001) are within."""
+    totals = [99.99, 100.01, 33.33 + 33.33 + 33.33, 50.005 + 50, 99.98, 100.02, 90.0]
+    got = pl.select(split_total_ok(pl.Series(totals))).to_series().to_list()
+    assert got == [True, True, True, True, False, False, False]
+    assert SPLIT_TOLERANCE_PCT == 0.01
+
+
+@pytest.mark.parametrize(
+    ("pcts", "shares"),
+    [
+        ((33.33, 33.33, 33.33), (100 / 3, 100 / 3, 100 / 3)),
+        ((50.005, 50.0), (100 * 50.005 / 100.005, 100 * 50 / 100.005)),
+        ((60.0, 40.0), (60.0, 40.0)),
+    ],
+)
+def test_revenue_splits_within_tolerance_are_scaled_to_exactly_100(pcts, shares):
+    owners = [ANA, BEN, CY][: len(pcts)]
+    splits = frame("OpportunitySplit", [split("O1", o, p, "S_REV") for o, p in zip(owners, pcts)])
+    credited, kept, bad = credited_reps(converted(ORG_OPPS[:1]), splits, SPLIT_TYPES)
+    assert bad.is_empty() and kept.height == 1
+    got = dict(credited.select("rep_id", "split_percentage").iter_rows())
+    assert got == {o: pytest.approx(s, rel=1e-12) for o, s in zip(owners, shares)}
+    assert sum(got.values()) == pytest.approx(100.0, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("rows", "problem"),
+    [
+        ([(ANA, 150, "S_REV"), (BEN, -50, "S_REV")], "the split row of owner 005ANA has SplitPercentage 150.0; it must be between 0 and 100"),
+        ([(ANA, 100, "S_REV"), (CY, None, "S_OVL")], "the split row of owner 005CY has SplitPercentage (empty); it must be between 0 and 100"),
+        ([(ANA, 100, "S_REV"), (CY, 120, "S_OVL")], "the split row of owner 005CY has SplitPercentage 120.0; it must be between 0 and 100"),
+        ([(ANA, 100, "S_REV"), (CY, 60, "S_OVL"), (CY, 60, "S_OVL")], "the overlay split rows of owner 005CY total 120.0%, more than 100%"),
+        ([(ANA, 99.98, "S_REV")], "revenue split percentages total 99.98%, not 100%"),
+    ],
+)
+def test_split_rows_out_of_range_are_quarantined_not_a_schema_failure(rows, problem):
+    """A split row outside 0-100% (or an owner's overlay rows past 100%) used to reach
+    credited_bookings and fail its blocking schema check, stopping the whole day."""
+    splits = frame("OpportunitySplit", [split("O1", o, "" if p is None else p, t) for o, p, t in rows])
+    credited, kept, bad = credited_reps(converted(ORG_OPPS[:1]), splits, SPLIT_TYPES)
+    assert credited.is_empty() and kept.is_empty()
+    assert bad.select("record_id", "object", "field", "problem").rows() == [("O1", "OpportunitySplit", "SplitPercentage", problem)]
+
+
+def test_overlay_rows_of_different_owners_may_total_past_100():
+    """Overlay credit is per person (a sales engineer and a partner manager may each get 100%):
+    only one owner's rows past 100% are a problem."""
+    splits = frame("OpportunitySplit", [split("O1", ANA, 100, "S_REV"), split("O1", BEN, 100, "S_OVL"), split("O1", CY, 100, "S_OVL")])
+    credited, kept, bad = credited_reps(converted(ORG_OPPS[:1]), splits, SPLIT_TYPES)
+    assert bad.is_empty() and kept.height == 1
+    assert sorted(credited.select("rep_id", "credit_type").rows()) == [(ANA, REVENUE), (BEN, OVERLAY), (CY, OVERLAY)]
+
+
+def test_the_blocking_check_uses_the_same_tolerance():
+    """revenue_credits_sum_to_amount reads split_total_mismatches: credits within 0.01% of the
+    amount pass (so a split the quarantine accepted can never stop the day), a deal credited twice
+    or half is named."""
+    def credits(*rows):
+        return pl.DataFrame(
+            [(AS_OF, o, "bookings", "quarter", date(2025, 1, 1), None, REVENUE, c, a) for o, c, a in rows],
+            schema={"as_of_date": pl.Date, "opportunity_id": pl.String, "quota_type": pl.String, "period_type": pl.String,
+                    "period_start": pl.Date, "product_family": pl.String, "credit_type": pl.String,
+                    "credit_usd": pl.Float64, "amount_usd": pl.Float64},
+            orient="row",
+        )
+
+    ok = credits(("O1", 10_000.5, 20_000), ("O1", 9_999.5, 20_000), ("O2", 9_999.0, 10_000), ("O3", 0.0, 0.0))
+    assert split_total_mismatches(ok).is_empty()
+    bad = credits(("O4", 10_000, 10_000), ("O4", 10_000, 10_000), ("O5", 5_000, 10_000), ("O6", 1.0, 0.0), ("O7", 9_998.0, 10_000))
+    assert split_total_mismatches(bad)["opportunity_id"].to_list() == ["O4", "O5", "O6", "O7"]
+
+
+def test_a_stage_known_nowhere_is_quarantined_and_stages_match_whatever_their_case():
+    """History says "closed won" (known as "Closed Won" from the current opportunity) and "Won
+    (old)" (known nowhere): the first is won, the second cannot be told won from open."""
+    o = frame("Opportunity", [opp("O1", ANA, "Renewal", "Closed Won", "1000", "2025-03-01"), opp("O2", ANA, "Renewal", "Closed Won", "2000", "2025-03-02")])
+    h = frame("OpportunityHistory", [
+        {"OpportunityId": "O1", "CreatedDate": "2025-03-01T10:00:00Z", "StageName": "closed won ", "Amount": "1000", "CloseDate": "2025-03-01"},
+        {"OpportunityId": "O2", "CreatedDate": "2025-03-02T10:00:00Z", "StageName": "Won (old)", "Amount": "2000", "CloseDate": "2025-03-02"},
+    ])
+    flags = stage_flags(empty_frame("OpportunityStage"), o)
+    plain = states_as_of(o, h, flags, [AS_OF], only_won=True)
+    assert plain["Id"].to_list() == ["O1"]  # training reads won states only: the unknown one is left out
+    w = states_as_of(o, h, flags, [AS_OF], only_won=True, keep_unknown_stages=True).rename({"Id": "opportunity_id"})
+    kept, bad = check_stages(w)
+    assert kept["opportunity_id"].to_list() == ["O1"]
+    assert bad.select("record_id", "object", "field").rows() == [("O2", "OpportunityHistory", "StageName")]
+    assert "stage Won (old)" in bad["problem"][0]
+
+
+@pytest.mark.parametrize("type_", ["New business", "NEW BUSINESS", " new business "])
+def test_opportunity_type_matches_whatever_its_case(type_):
+    w = states([opp("O1", ANA, type_, "Closed Won", "10000", "2025-02-10")])
+    assert quota_types_counted(w, ["new_business", "bookings"]).sort("quota_type")["quota_type"].to_list() == ["bookings", "new_business"]
+
+
+def test_line_items_of_an_unknown_product_or_without_price_quarantine_when_families_count():
+    items = frame("OpportunityLineItem", [
+        {"OpportunityId": "O1", "Product2Id": "P_GHOST", "TotalPrice": "500"},
+        {"OpportunityId": "O2", "Product2Id": "P_PLAT", "TotalPrice": ""},
+        {"OpportunityId": "O3", "Product2Id": "P_PLAT", "TotalPrice": "4000"},
+    ])
+    w = states(ORG_OPPS)
+    kept, bad = check_line_items(w, items, PRODUCTS, ["Platform"])
+    assert kept["opportunity_id"].to_list() == ["O3"]
+    assert sorted(bad.select("record_id", "object", "field").rows()) == [
+        ("O1", "OpportunityLineItem", "Product2Id"), ("O2", "OpportunityLineItem", "TotalPrice")
+    ]
+    # without a family quota, line items are not read: nothing to quarantine
+    assert check_line_items(w, items, PRODUCTS, [])[0].height == 3
+
+
+def test_product_family_matches_whatever_its_case_and_takes_the_quotas_spelling():
+    products = frame("Product2", [{"Id": "P_PLAT", "Family": "PLATFORM "}, {"Id": "P_SERV", "Family": "Services"}])
+    base = product_family_amounts(states(ORG_OPPS), LINE_ITEMS, products, ["platform", "Platform"])
+    # O3: 3,000 + 1,000 of Platform, spelled as the quotas spell it (first in sort order: "Platform")
+    assert base.filter(pl.col("product_family").is_not_null()).select("opportunity_id", "product_family", "amount_local").rows() == [
+        ("O3", "Platform", 4000.0)
+    ]

@@ -75,6 +75,8 @@ def test_overrides_reach_rules_and_model_settings(tmp_path):
         ("QUOTA_PLATFORM_STATUS_TIER_BOUNDS", "120,100", "QUOTA_PLATFORM_STATUS_TIER_BOUNDS must be"),
         ("QUOTA_PLATFORM_AT_RISK_PCT", "-5", "QUOTA_PLATFORM_AT_RISK_PCT must be above 0"),
         ("QUOTA_PLATFORM_SEASONALITY_MONTHS", "-1", "QUOTA_PLATFORM_SEASONALITY_MONTHS must be 0 or more"),
+        ("QUOTA_PLATFORM_DUCKDB_LOCK_TIMEOUT", "-1", "QUOTA_PLATFORM_DUCKDB_LOCK_TIMEOUT must be 0 or more seconds"),
+        ("QUOTA_PLATFORM_DUCKDB_LOCK_TIMEOUT", "a minute", "QUOTA_PLATFORM_DUCKDB_LOCK_TIMEOUT must be a number of seconds"),
     ],
 )
 def test_a_bad_value_names_its_variable(name, value, message):

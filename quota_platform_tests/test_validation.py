@@ -61,7 +61,7 @@ def make_asset(rows: pl.DataFrame, blocking_failures: pl.DataFrame | None = None
 def run(asset, db, instance):
     return dg.materialize(
         [asset],
-        resources={"io_manager": DuckDBWarehouseIOManager(database=str(db), schema=SCHEMA)},
+        resources={"io_manager": DuckDBWarehouseIOManager(database=str(db), schema=SCHEMA, lock_timeout_seconds=5)},
         instance=instance,
         raise_on_error=False,
     )

@@ -247,3 +247,14 @@ PROJECTION_ACCURACY = pa.DataFrameSchema(
     unique=["period_type", "period_start", "checkpoint_pct", "level", "method"],
     name="projection_accuracy",
 )
+
+
+# --- personal data ----------------------------------------------------------------------------------
+# Tables and columns allowed to hold personal data (User.Email). raw_user keeps the contract's
+# raw object whole: alert routing (Slack lookup by e-mail) and entitlements read it there. Any
+# other table that needs an e-mail adds itself here deliberately (quota_platform_tests/
+# test_security.py fails on an e-mail anywhere else; docs/decisions.md, "Security").
+PERSONAL_DATA_COLUMNS: dict[str, tuple[str, ...]] = {
+    "raw_user": ("Email",),
+    "entitlements": ("viewer_email",),  # the contract's row-level security table (viewer x entity)
+}

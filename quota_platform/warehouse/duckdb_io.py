@@ -9,16 +9,37 @@ A release that adds columns to a table (win_rate_posteriors gained deal_class an
 warehouses written by the one before: the handler adds the new columns to the existing table
 (null in the rows written before) and writes the frame in the table's column order, because
 DuckDB's insert is by position. A column the table has and the frame lacks stops the write with
-the table and columns named: dropping data is a migration for a person to decide."""
+the table and columns named: dropping data is a migration for a person to decide.
 
-from collections.abc import Sequence
+Faults (docs/decisions.md, "Faults"):
+
+* A partition is replaced in one transaction: Dagster's DuckDB client deletes the partition's
+  rows and inserts the new ones as separate statements, each committed on its own, so a run
+  killed between them left the partition empty (the old rows gone, the new ones never written).
+  Here the delete, any new columns and the insert commit together or not at all, so a run killed
+  midway leaves the previous rows, never a part of the new ones (:class:`TransactionalDuckDbClient`).
+* DuckDB lets one process at a time open the file for writing. A second process (another run, a
+  DuckDB shell with the file open) waits for it up to ``lock_timeout_seconds``
+  (QUOTA_PLATFORM_DUCKDB_LOCK_TIMEOUT), then stops with :class:`WarehouseBusy` naming the file
+  and the process holding it, instead of DuckDB's bare lock error.
+* The file, its write-ahead log and spill files are created owner-only (private_files).
+"""
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
-from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
+from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
+
+from quota_platform.warehouse.private_files import make_private_dir, owner_only_umask
 
 # The warehouse schema every table is written to (docs/contract.md, "Outputs").
 SCHEMA = "quota_platform"
@@ -26,6 +47,96 @@ SCHEMA = "quota_platform"
 
 class UpstreamNotMaterialized(dg.Failure):
     """A partition an asset reads was never materialized."""
+
+
+class WarehouseBusy(dg.Failure):
+    """Another process held the DuckDB file for longer than the lock wait allows."""
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def _lock_holder(exc: duckdb.Error) -> str | None:
+    """Who holds the file when ``exc`` is DuckDB's lock conflict (e.g. "process 4242
+    (/usr/bin/python3)"); None for any other error."""
+    text = str(exc)
+    if "Could not set lock" not in text and "Conflicting lock" not in text:
+        return None
+    held = _LOCK_HOLDER.search(text)
+    return f"process {held.group('pid')} ({held.group('program')})" if held else "another process"
+
+
+def connect_waiting(
+    database: str, *, read_only: bool, lock_timeout_seconds: float, config: dict | None = None
+) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect`` that, while another process holds the file's lock, tries again with
+    backoff (0.05 s doubling to 1 s) for up to ``lock_timeout_seconds``, then raises
+    :class:`WarehouseBusy` naming the file and the process that holds it. Other errors are raised
+    as they are."""
+    deadline = time.monotonic() + lock_timeout_seconds
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(database, read_only=read_only, config=config or {})
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            holder = _lock_holder(exc)
+            if holder is None:
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WarehouseBusy(
+                    description=(
+                        f"the warehouse file {database} is in use by {holder} and was still locked "
+                        f"after waiting {lock_timeout_seconds:g} s (QUOTA_PLATFORM_DUCKDB_LOCK_TIMEOUT). "
+                        "Another run, or a tool with the file open (a DuckDB shell, a BI extract), is "
+                        "using it: run again when it has finished. Nothing was written."
+                    ),
+                    metadata={"database": database, "holder": holder},
+                ) from None
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 1.0)
+
+
+class TransactionalDuckDbClient(DuckDbClient):
+    """Dagster's DuckDB client, with each output written in one transaction and connections that
+    wait for a lock held by another process (module docstring)."""
+
+    def __init__(self, database: str, lock_timeout_seconds: float, config: dict):
+        self.database = database
+        self.lock_timeout_seconds = lock_timeout_seconds
+        self.config = {"custom_user_agent": "dagster", **config}
+
+    @contextlib.contextmanager
+    def connect(self, context, table_slice) -> Iterator[duckdb.DuckDBPyConnection]:
+        writing = isinstance(context, dg.OutputContext)
+        with owner_only_umask():
+            conn = connect_waiting(
+                self.database, read_only=False, lock_timeout_seconds=self.lock_timeout_seconds, config=self.config
+            )
+            try:
+                if writing:
+                    conn.execute("begin transaction")
+                yield conn
+                if writing:
+                    conn.execute("commit")
+            except BaseException:
+                if writing:
+                    with contextlib.suppress(duckdb.Error):
+                        conn.execute("rollback")
+                raise
+            finally:
+                conn.close()
+
+    @staticmethod
+    def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection) -> None:
+        # Dagster's client runs the DELETE and ignores the error when the table does not exist
+        # yet; inside a transaction that error would abort the transaction, so look first.
+        exists = connection.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [table_slice.schema, table_slice.table],
+        ).fetchone()[0]
+        if exists:
+            DuckDbClient.delete_table_slice(context, table_slice, connection)
 
 
 def require_materialized(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys) -> None:
@@ -95,7 +206,11 @@ class PolarsTableHandler(DuckDBPolarsTypeHandler):
 
 
 class DuckDBWarehouseIOManager(DuckDBIOManager):
-    """DuckDB I/O manager for polars frames (the embedded default warehouse)."""
+    """DuckDB I/O manager for polars frames (the embedded default warehouse): each output
+    replaces its partition in one transaction, and a file locked by another process is waited for
+    up to ``lock_timeout_seconds`` (module docstring)."""
+
+    lock_timeout_seconds: float
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
@@ -107,8 +222,15 @@ class DuckDBWarehouseIOManager(DuckDBIOManager):
 
     def create_io_manager(self, context):
         # the file's folder is made when a run first uses the warehouse, not when definitions load
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        return super().create_io_manager(context)
+        make_private_dir(Path(self.database).parent)
+        return DbIOManager(
+            db_client=TransactionalDuckDbClient(self.database, self.lock_timeout_seconds, dict(self.connection_config)),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="DuckDBIOManager",
+        )
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -117,11 +239,13 @@ class Warehouse(dg.ConfigurableResource):
 
     database: str
     schema_name: str
+    lock_timeout_seconds: float
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return connect_waiting(self.database, read_only=True, lock_timeout_seconds=self.lock_timeout_seconds)
 
     def table_exists(self, table: str) -> bool:
-        import duckdb
-
-        with duckdb.connect(self.database, read_only=True) as con:
+        with self._connect() as con:
             return bool(
                 con.execute(
                     "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
@@ -130,7 +254,5 @@ class Warehouse(dg.ConfigurableResource):
             )
 
     def read(self, table: str, where: str = "true", params: list | None = None) -> pl.DataFrame:
-        import duckdb
-
-        with duckdb.connect(self.database, read_only=True) as con:
+        with self._connect() as con:
             return con.execute(f"select * from {self.schema_name}.{table} where {where}", params or []).pl()

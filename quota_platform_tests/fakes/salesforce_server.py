@@ -67,6 +67,7 @@ class _Fault:
     status: int | None = None
     body: Any = None
     stall_seconds: float = 0.0
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class _Answer(Exception):
@@ -196,13 +197,21 @@ class FakeSalesforce:
     # -- test controls
 
     def fail(
-        self, method: str, path_suffix: str, status: int = 503, times: int = 1, body: Any = None
+        self,
+        method: str,
+        path_suffix: str,
+        status: int = 503,
+        times: int = 1,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Answer the next ``times`` requests whose path ends with ``path_suffix`` (trailing slash
-        ignored) with ``status``."""
+        ignored) with ``status`` (and ``headers``, e.g. ``Retry-After``)."""
         if body is None:
             body = _error(status, "SERVER_UNAVAILABLE", "Server temporarily unavailable").body
-        self._faults.append(_Fault(method, path_suffix, times, status=status, body=body))
+        self._faults.append(
+            _Fault(method, path_suffix, times, status=status, body=body, headers=dict(headers or {}))
+        )
 
     def stall(self, method: str, path_suffix: str, seconds: float, times: int = 1) -> None:
         """Hold the next ``times`` matching requests for ``seconds`` before answering."""
@@ -238,7 +247,7 @@ class FakeSalesforce:
             status, payload, content_type, headers = self._route(handler, seen)
         except _Answer as answer:
             status, payload, content_type = answer.status, answer.body, answer.content_type
-            headers = {}
+            headers = dict(fault.headers) if fault is not None and fault.status is not None else {}
         if isinstance(payload, (dict, list)):
             data = json.dumps(payload).encode()
         elif isinstance(payload, str):

@@ -47,9 +47,11 @@ def booking_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
             "credited_bookings_quarantine": quarantine_out(
                 GROUP,
                 DAILY_PARTITION_COLUMN,
-                "Won opportunities set aside as of each date because they break a rule (empty or "
-                "negative amount, credited user not a User, no conversion rate, revenue splits not "
-                "totalling 100%, unknown split type).",
+                "Won opportunities set aside as of each date because they break a rule (empty, "
+                "negative or non-finite amount, no close date, a stage known nowhere, credited user "
+                "not a User, no conversion rate, split rows outside 0-100% or revenue splits not "
+                "totalling 100%, unknown split type, line items of an unknown product; "
+                "docs/bad_input.md).",
             ),
         },
         ins={"raw_opportunity": dg.AssetIn(), "raw_opportunity_history": dg.AssetIn(), "raw_opportunity_stage": dg.AssetIn(), **CREDIT_OBJECTS},
@@ -74,7 +76,8 @@ def booking_assets(daily: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         context.log.info(f"crediting {len(dates)} as-of date(s) {dates[0]} .. {dates[-1]}")
         opportunities, history = raw["raw_opportunity"], raw["raw_opportunity_history"]
         won = states_as_of(
-            opportunities, history, stage_flags(raw["raw_opportunity_stage"], opportunities), dates, only_won=True
+            opportunities, history, stage_flags(raw["raw_opportunity_stage"], opportunities), dates,
+            only_won=True, keep_unknown_stages=True,
         )
         credits, bad = credit_bookings(won, credit_inputs(rules, raw))
         quarantine = Quarantine(

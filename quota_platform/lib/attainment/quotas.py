@@ -17,7 +17,7 @@ import polars as pl
 from quota_platform.lib.core import calendar as cal
 from quota_platform.lib.core import quarantine
 from quota_platform.lib.core.currency import RATE_COL, attach_rates, missing_rate_problem
-from quota_platform.lib.core.quota_types import quota_type_table
+from quota_platform.lib.core.quota_types import canonical_family, family_spellings, quota_type_table
 from quota_platform.lib.core.rules import Rules
 
 SNAPSHOT_SCHEMA = {
@@ -82,10 +82,33 @@ def check_quota_owners(q: pl.DataFrame, users: pl.DataFrame) -> tuple[pl.DataFra
     return q.filter(known), bad
 
 
+def _amount_ok(amount: pl.Expr) -> pl.Expr:
+    """Present, finite and zero or more (NaN compares above every number in polars, so ``>= 0``
+    alone lets it through: a NaN quota read as pace ``ahead``)."""
+    return (amount.is_not_null() & amount.is_finite() & (amount >= 0)).fill_null(False)
+
+
+def canonical_families(
+    quotas: pl.DataFrame, quota_history: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Product family spelling (docs/contract.md, Rules: "Product families"): every quota's
+    ProductFamily as quota_types.family_spellings spells it (trimmed; "software" and "Software"
+    are one family), and the history rows' likewise so that they still find their quota. A blank
+    family is no family (null: the quota counts every product)."""
+    spellings = family_spellings(quotas["ProductFamily"])
+    trimmed = pl.col("ProductFamily").str.strip_chars()
+    respelled = pl.coalesce(canonical_family(pl.col("ProductFamily"), spellings), pl.when(trimmed != "").then(trimmed))
+    return (
+        quotas.with_columns(respelled.alias("ProductFamily")),
+        quota_history.with_columns(respelled.alias("ProductFamily")),
+    )
+
+
 def check_quota_amounts(q: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A quota's QuotaAmount must be zero or more; an empty or negative one is quarantined."""
+    """A quota's QuotaAmount must be zero or more; an empty, negative or non-finite one is
+    quarantined."""
     bad = quarantine.rows(
-        q.filter(pl.col("QuotaAmount").is_null() | (pl.col("QuotaAmount") < 0)),
+        q.filter(~_amount_ok(pl.col("QuotaAmount"))),
         object="ForecastingQuota",
         id_col="Id",
         field="QuotaAmount",
@@ -94,7 +117,7 @@ def check_quota_amounts(q: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             pl.col("QuotaAmount").cast(pl.String).fill_null("empty"),
         ),
     )
-    return q.filter(pl.col("QuotaAmount").is_not_null() & (pl.col("QuotaAmount") >= 0)), bad
+    return q.filter(_amount_ok(pl.col("QuotaAmount"))), bad
 
 
 def resolve_periods(
@@ -241,9 +264,14 @@ def day_weighted_amounts(
     ForecastingQuotaHistory rows for a quota, its ``full_quota`` in ``amounts`` (from
     :func:`convert_at_period_start`) becomes the day-weighted average over the period's days of
     the USD amount in force each day (each history row converted at the period start; days before
-    the first row take the first row's amount; of two rows with one EffectiveDate the later one in
-    the extract wins). A quota with a history row whose currency has no rate is quarantined whole.
-    Without history rows ``amounts`` is returned as it is."""
+    the first row take the first row's amount).
+
+    A quota is quarantined whole (object ForecastingQuotaHistory, the quota's Id) when one of its
+    history rows has an empty, negative or non-finite QuotaAmount (an empty one used to count as
+    nothing on its days and dilute the average: 100,000 became 32,778), no EffectiveDate, or a
+    currency with no rate, or when two of its rows with one EffectiveDate disagree on the amount
+    or currency (which one was in force is unknown; the last in the file used to win). Rows that
+    repeat each other exactly are one row. Without history rows ``amounts`` is returned as it is."""
     if history.is_empty():
         return amounts, quarantine.empty()
     keys = ["QuotaOwnerId", "ForecastingTypeId", "StartDate", "ProductFamily"]
@@ -261,17 +289,55 @@ def day_weighted_amounts(
         corporate_currency=corporate_currency,
     )
     known = rates["IsoCode"].str.to_uppercase().unique().to_list() + [corporate_currency]
-    h_no_rate = h.filter(pl.col(RATE_COL).is_null())
-    bad = quarantine.rows(
-        h_no_rate,
-        object="ForecastingQuotaHistory",
-        id_col="Id",
-        field="CurrencyIsoCode",
-        problem=missing_rate_problem("CurrencyIsoCode", "period_start", known),
+    currency = pl.col("CurrencyIsoCode").fill_null(corporate_currency).str.to_uppercase()
+    conflicting = (
+        h.filter(pl.col("EffectiveDate").is_not_null())
+        .group_by("Id", "EffectiveDate")
+        .agg(
+            pl.struct(pl.col("QuotaAmount"), currency).n_unique().alias("_versions"),
+            pl.format("{} {}", currency, quarantine.shown(pl.col("QuotaAmount"))).unique().sort().str.join(" and ").alias("_amounts"),
+        )
+        .filter(pl.col("_versions") > 1)
     )
-    # A quota whose history cannot be converted has no trustworthy amount: quarantined whole.
-    h = h.filter(~pl.col("Id").is_in(h_no_rate["Id"].to_list()))
-    amounts = amounts.filter(~pl.col("Id").is_in(h_no_rate["Id"].to_list()))
+    checks = [
+        (
+            h.filter(~_amount_ok(pl.col("QuotaAmount"))),
+            "QuotaAmount",
+            pl.format(
+                "the history row effective {} has QuotaAmount {}; it must be zero or more",
+                quarantine.shown(pl.col("EffectiveDate")),
+                quarantine.shown(pl.col("QuotaAmount")),
+            ),
+        ),
+        (
+            h.filter(pl.col("EffectiveDate").is_null()),
+            "EffectiveDate",
+            pl.format("a history row (QuotaAmount {}) has no EffectiveDate", quarantine.shown(pl.col("QuotaAmount"))),
+        ),
+        (
+            conflicting,
+            "EffectiveDate",
+            pl.format(
+                "two history rows effective {} give {}; which one was in force is unknown",
+                pl.col("EffectiveDate"),
+                pl.col("_amounts"),
+            ),
+        ),
+        (
+            h.filter(pl.col(RATE_COL).is_null() & _amount_ok(pl.col("QuotaAmount")) & pl.col("EffectiveDate").is_not_null()),
+            "CurrencyIsoCode",
+            missing_rate_problem("CurrencyIsoCode", "period_start", known),
+        ),
+    ]
+    parts, set_aside = [], set()
+    for frame, field, problem in checks:
+        frame = frame.filter(~pl.col("Id").is_in(list(set_aside))).unique("Id", keep="first", maintain_order=True)
+        set_aside |= set(frame["Id"].to_list())
+        parts.append(quarantine.rows(frame, object="ForecastingQuotaHistory", id_col="Id", field=field, problem=problem))
+    bad = quarantine.concat(parts)
+    # A quota whose history cannot be trusted has no trustworthy amount: quarantined whole.
+    h = h.filter(~pl.col("Id").is_in(list(set_aside)))
+    amounts = amounts.filter(~pl.col("Id").is_in(list(set_aside)))
     h = (
         h.sort("Id", "EffectiveDate", "_order")
         .unique(subset=["Id", "EffectiveDate"], keep="last")
@@ -374,12 +440,14 @@ def build_quota_snapshots(
     """The snapshot rows for each month in ``snapshot_months``: every quota whose period overlaps
     the month, and the quarantine rows (with ``snapshot_month``) for quotas that break a rule.
 
-    The rules apply in order, each in its own function: :func:`quota_types_of`,
+    The rules apply in order, each in its own function (after :func:`canonical_families` spells
+    every product family one way): :func:`quota_types_of`,
     :func:`check_quota_owners`, :func:`check_quota_amounts`, :func:`resolve_periods`,
     :func:`check_duplicate_quotas`, :func:`convert_at_period_start`, :func:`day_weighted_amounts`,
     :func:`ramp_factors`, then :func:`snapshot_rows`. A quota quarantined by one rule is left out
     of the later ones and of every snapshot month."""
     corp = rules.corporate_currency
+    quotas, quota_history = canonical_families(quotas, quota_history)
     q, bad_types = quota_types_of(quotas, forecasting_types)
     q, bad_owners = check_quota_owners(q, users)
     q, bad_amounts = check_quota_amounts(q)

@@ -210,6 +210,23 @@ OBJECTS: dict[str, ObjectSpec] = {
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 
+# A number as the contract writes it: plain decimals, an optional sign and exponent, and commas
+# only as thousands separators in groups of three ("1,500.25"). "1,5" (a decimal comma, or a
+# typo) is not a number here: stripping the comma would make it 15. NaN and infinity are not
+# numbers either, whatever the source (an amount of NaN passes every ">= 0" guard downstream).
+_NUMBER = r"^[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$"
+# A date field holds YYYY-MM-DD, or a date-time whose date part is kept (some exports write date
+# fields that way); anything after the date that is not a time of day ("2025-03-31junk") is bad.
+_DATE = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+# How a message names what a field of each kind must hold.
+_KIND_TEXT = {
+    BOOL: "true/false value",
+    FLOAT: "finite number (digits, optional sign, decimal point and exponent; commas only between "
+    "groups of three digits)",
+    DATE: "date (YYYY-MM-DD)",
+    DATETIME: "date-time (ISO 8601)",
+}
+
 # Salesforce writes datetimes as 2024-01-15T10:30:00.000+0000; files may use Z, +00:00, a space
 # instead of T, or no offset (then UTC, the contract's time zone).
 _DATETIME_FORMATS = (
@@ -245,10 +262,10 @@ def _parse_expr(col: str, kind: str) -> pl.Expr:
             .otherwise(None)
         )
     if kind == FLOAT:
-        return s.str.replace_all(",", "").cast(pl.Float64, strict=False)
+        return pl.when(s.str.contains(_NUMBER)).then(s.str.replace_all(",", "").cast(pl.Float64, strict=False))
     if kind == DATE:
         # A date field may arrive as a datetime string (some exports do that); keep the date part.
-        return s.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+        return pl.when(s.str.contains(_DATE)).then(s.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
     if kind == DATETIME:
         normalised = s.str.replace(r"Z$", "+0000").str.replace(r"([+-]\d\d):(\d\d)$", "$1$2")
         candidates = [
@@ -350,13 +367,20 @@ def conform(
             exprs.append(pl.lit(field.default, dtype=target).alias(field.name))
         else:
             dtype = raw.schema[field.name]
-            exprs.append(_convert_typed(field.name, field.kind, dtype).cast(target).alias(field.name))
+            typed_expr = _convert_typed(field.name, field.kind, dtype).cast(target)
+            if field.kind == FLOAT:
+                # NaN and infinity (a Parquet float column can hold them) are not amounts: null
+                # here, so that _report_unparsed names them.
+                typed_expr = pl.when(typed_expr.is_finite()).then(typed_expr)
+            exprs.append(typed_expr.alias(field.name))
     typed = raw.select(exprs)
+    # Before defaults fill empty values: a value that did not parse must be reported, not turned
+    # into the default (junk in IsDeleted used to read as false, counting a deleted deal).
+    _report_unparsed(object_name, where, spec, raw, typed)
     if field_default_cols := [f for f in spec.fields if f.default is not None and f.name in raw.columns]:
         typed = typed.with_columns(
             [pl.col(f.name).fill_null(pl.lit(f.default, dtype=DTYPES[f.kind])) for f in field_default_cols]
         )
-    _report_unparsed(object_name, where, spec, raw, typed)
     if spec.id_field:
         nulls = typed[spec.id_field].is_null()
         if nulls.any():
@@ -392,7 +416,7 @@ def _report_unparsed(
             example = source.filter(bad)[0]
             raise ContractError(
                 f"{object_name}.{field.name}: {bad.sum()} value(s) in {where} are not a valid "
-                f"{field.kind} (e.g. {example!r}) at {_record_ids(typed, spec, bad)}"
+                f"{_KIND_TEXT[field.kind]} (e.g. {example!r}) at {_record_ids(typed, spec, bad)}"
             )
 
 
